@@ -1,0 +1,7 @@
+"""`python -m trimcage` is the same as the `trimcage` command."""
+
+import sys
+
+from trimcage.cli import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""The image stage: read, flatten, extract and write container images.
+
+Public API (everything else in this package is an implementation detail)::
+
+    store = open_store()                         # TRIMCAGE_HOME or ~/.cache/trimcage
+    image = read_image("oci-archive:x.tar", store)
+    index = flatten(image, store)                # path -> Entry, nothing extracted
+    root  = rootfs(image, store)                 # cached, safe extraction for running/analysis
+    new   = write_layer_image(...)               # deterministic single-layer image (writer)
+    write_image("docker-daemon:x:slim", new, store)
+
+See ``interface.py`` for the dataclasses and errors.
+"""
+
+from trimcage.image.interface import (  # noqa: F401
+    Blob,
+    Entry,
+    HostileInputError,
+    Image,
+    ImageError,
+    ImageReference,
+    Index,
+    TransportOptions,
+)

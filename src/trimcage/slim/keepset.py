@@ -1,0 +1,145 @@
+"""Compute the keep-set: every in-image path the slim image must hold.
+
+Pure over an :class:`~trimcage.image.interface.Index` and a ``read`` callable;
+nothing here touches the host file system.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Callable, Iterable, Mapping
+
+from trimcage.image.interface import DIR, HARDLINK, SYMLINK, Index
+from trimcage.image.paths import normalize
+from trimcage.slim.accounts import cut_accounts
+from trimcage.slim.interface import KeepSet, SlimError, SlimOptions
+
+Reader = Callable[[str], bytes]
+
+#: Files every image keeps when present: identity, name service, OS facts.
+BASE_FILES = ("/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/os-release",
+              "/usr/lib/os-release", "/etc/host.conf", "/etc/gai.conf")
+#: Kept when a TLS library is kept.
+TLS_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf",
+             "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+TLS_LIBS = ("libssl.so", "libgnutls.so", "libcrypto.so", "libnss3.so", "libmbedtls.so", "libwolfssl.so")
+#: Kept when the application reads the time zone.
+TZ_FILES = ("/etc/localtime", "/etc/timezone")
+SHELL = "/bin/sh"
+
+
+class _Builder:
+    def __init__(self, index: Index):
+        self.index = index
+        self.reasons: dict[str, str] = {}
+
+    def add(self, path: str, reason: str, *, recursive: bool = False) -> bool:
+        """Add ``path``, the symlinks on the way to it and their targets; False if absent."""
+        final = self._walk(normalize(path), reason)
+        if final is None:
+            return False
+        if recursive and self.index[final].type == DIR:
+            prefix = final.rstrip("/") + "/"
+            for p in self.index:
+                if p.startswith(prefix):
+                    self._keep(p, reason)
+                    if self.index[p].type == SYMLINK:
+                        self.add(p, "symlink")
+        return True
+
+    def _keep(self, path: str, reason: str) -> None:
+        if path != "/" and path not in self.reasons:
+            self.reasons[path] = reason
+            entry = self.index[path]
+            if entry.type == HARDLINK and entry.link:
+                self._keep(entry.link, "hardlink")
+
+    def _walk(self, path: str, reason: str, depth: int = 0) -> str | None:
+        # Resolve component by component, keeping every symlink met on the way.
+        if depth > 40:
+            return None
+        parts = [p for p in path.split("/") if p]
+        cur = "/"
+        for i, part in enumerate(parts):
+            nxt = posixpath.join(cur, part)
+            entry = self.index.get(nxt)
+            if entry is None:
+                return None
+            if entry.type == SYMLINK:
+                self._keep(nxt, reason if i == len(parts) - 1 else "symlink")
+                target = entry.link or ""
+                base = "/" if target.startswith("/") else cur
+                rest = "/".join(parts[i + 1:])
+                resolved = self._walk(normalize(posixpath.join(base, target, rest)), reason, depth + 1)
+                return resolved
+            cur = nxt
+        if cur != "/":
+            self._keep(cur, reason)
+        return cur
+
+    def close_parents(self) -> None:
+        for p in list(self.reasons):
+            parent = posixpath.dirname(p)
+            while parent != "/" and parent not in self.reasons:
+                self.reasons[parent] = "parent"
+                parent = posixpath.dirname(parent)
+
+
+def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: SlimOptions,
+                    static_files: Iterable[str] | None = None,
+                    traced_files: Iterable[str] | None = None,
+                    executed: Iterable[str] = (), extra_uids: Iterable[int] = ()) -> KeepSet:
+    """Return the keep-set for ``options.mode``.
+
+    ``static_files`` is the static closure (``Analysis.files``), ``traced_files``
+    the in-image paths a trace touched, ``executed`` the paths it executed
+    (setuid bits stay only on those), ``extra_uids`` uids the trace switched to.
+    ``config`` is the image's runtime config (User, WorkingDir, Volumes).
+    Raises ``SlimError`` if the mode needs an input that is missing.
+    """
+    mode = options.mode
+    if mode in ("combined", "static") and static_files is None:
+        raise SlimError(f"mode {mode} needs the static analysis")
+    if mode in ("combined", "dynamic") and traced_files is None:
+        raise SlimError(f"mode {mode} needs a trace")
+    b = _Builder(index)
+    if mode in ("combined", "static"):
+        for p in static_files or ():
+            b.add(p, "static")
+    if mode in ("combined", "dynamic"):
+        for p in traced_files or ():
+            b.add(p, "trace")
+    for p in options.includes:
+        if not b.add(p, "include", recursive=True):
+            raise SlimError(f"--include {p}: no such path in the image")
+    if options.keep_shell:
+        b.add(SHELL, "keep-shell")
+    for p in BASE_FILES:
+        b.add(p, "base")
+    kept_names = {posixpath.basename(p) for p in b.reasons}
+    if any(n.startswith(lib) for n in kept_names for lib in TLS_LIBS):
+        for p in TLS_FILES:
+            b.add(p, "tls")
+    if any(p.startswith("/usr/share/zoneinfo") or p in TZ_FILES for p in b.reasons):
+        for p in TZ_FILES:
+            b.add(p, "timezone")
+    workdir = config.get("WorkingDir") or ""
+    if workdir:
+        b.add(workdir, "workdir")
+    for vol in sorted(config.get("Volumes") or {}):
+        b.add(vol, "volume")
+    if "/tmp" in index:
+        b.add("/tmp", "base")
+    b.close_parents()
+
+    executed_set = {index.resolve(p) or p for p in executed}
+    setuid_removed, setuid_kept = [], []
+    for p in sorted(b.reasons):
+        e = index[p]
+        if e.is_file and e.mode & 0o6000:
+            (setuid_kept if p in executed_set else setuid_removed).append(p)
+
+    overlay = cut_accounts(index, read, set(b.reasons), config, extra_uids)
+    return KeepSet(paths=tuple(sorted(b.reasons)), reasons=dict(sorted(b.reasons.items())),
+                   setuid_removed=tuple(setuid_removed), setuid_kept=tuple(setuid_kept),
+                   overlay=overlay)

@@ -1,0 +1,89 @@
+"""The keep-set over a hand-made index: closure rules, accounts, setuid."""
+
+from __future__ import annotations
+
+import pytest
+
+from trimcage.image.interface import DIR, HARDLINK, REG, SYMLINK, Entry, Index
+from trimcage.slim.interface import SlimError, SlimOptions
+from trimcage.slim.keepset import compute_keepset
+
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/usr/sbin/nologin\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nredis:x:100:101::/var/lib/redis:/usr/sbin/nologin\n"
+GROUP = b"root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nredis:x:101:\nshadow:x:42:\nadm:x:4:redis,daemon\n"
+
+
+def make_index():
+    d = lambda p, **kw: Entry(p, DIR, 0o755, **kw)  # noqa: E731
+    f = lambda p, mode=0o644, **kw: Entry(p, REG, mode, size=10, **kw)  # noqa: E731
+    entries = [
+        Entry("/bin", SYMLINK, 0o777, link="usr/bin"), d("/usr"), d("/usr/bin"), d("/usr/sbin"), d("/etc"), d("/lib"), d("/tmp", uid=0),
+        d("/var"), d("/var/www", uid=33, gid=33), d("/usr/lib"), d("/usr/lib/x86_64-linux-gnu"),
+        Entry("/lib64", SYMLINK, 0o777, link="usr/lib64"), d("/usr/lib64"),
+        Entry("/usr/lib64/ld-linux-x86-64.so.2", SYMLINK, 0o777, link="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+        f("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", 0o755),
+        Entry("/usr/lib/x86_64-linux-gnu/libc.so.6", SYMLINK, 0o777, link="libc-2.36.so"),
+        f("/usr/lib/x86_64-linux-gnu/libc-2.36.so", 0o755),
+        f("/usr/sbin/nginx", 0o755), f("/usr/bin/su", 0o4755), f("/usr/bin/passwd", 0o4755),
+        f("/usr/bin/dash", 0o755), Entry("/usr/bin/sh", SYMLINK, 0o777, link="dash"),
+        f("/etc/passwd"), f("/etc/group"), f("/etc/nsswitch.conf"), f("/etc/unused.conf"),
+        f("/var/www/index.html", uid=33, gid=33), Entry("/var/www/copy.html", HARDLINK, 0o644, link="/var/www/index.html"),
+        d("/srv"), d("/srv/app"), f("/srv/app/a.py"), d("/srv/app/pkg"), f("/srv/app/pkg/b.py"),
+    ]
+    return Index({e.path: e for e in entries})
+
+
+def reader(path):
+    return {"/etc/passwd": PASSWD, "/etc/group": GROUP}.get(path, b"")
+
+
+def test_symlink_chains_parents_and_base_files_are_kept():
+    idx = make_index()
+    ks = compute_keepset(idx, reader, {}, options=SlimOptions(mode="static"),
+                         static_files=["/lib64/ld-linux-x86-64.so.2", "/usr/sbin/nginx",
+                                       "/usr/lib/x86_64-linux-gnu/libc.so.6"])
+    keep = set(ks.paths)
+    assert {"/lib64", "/usr/lib64/ld-linux-x86-64.so.2", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc-2.36.so"} <= keep
+    assert {"/usr", "/usr/lib", "/usr/lib64", "/usr/sbin", "/etc"} <= keep
+    assert {"/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/tmp"} <= keep
+    assert not {"/usr/bin/su", "/usr/bin/sh", "/usr/bin/dash", "/etc/unused.conf", "/srv"} & keep
+    assert ks.reasons["/usr/sbin/nginx"] == "static" and ks.reasons["/usr/lib64"] == "parent"
+
+
+def test_hardlink_keeps_its_target_and_include_is_recursive():
+    idx = make_index()
+    ks = compute_keepset(idx, reader, {}, options=SlimOptions(mode="dynamic", includes=("/srv/app",)),
+                         traced_files=["/var/www/copy.html"])
+    keep = set(ks.paths)
+    assert "/var/www/index.html" in keep and ks.reasons["/var/www/index.html"] == "hardlink"
+    assert {"/srv/app/a.py", "/srv/app/pkg/b.py", "/srv/app/pkg"} <= keep
+
+
+def test_accounts_cut_to_users_in_use():
+    idx = make_index()
+    ks = compute_keepset(idx, reader, {"User": "redis"}, options=SlimOptions(mode="dynamic"),
+                         traced_files=["/var/www/index.html"])
+    passwd = ks.overlay["/etc/passwd"].decode().splitlines()
+    assert [l.split(":")[0] for l in passwd] == ["root", "www-data", "redis"]
+    group = ks.overlay["/etc/group"].decode().splitlines()
+    assert [l.split(":")[0] for l in group] == ["root", "www-data", "redis", "adm"]
+    assert "adm:x:4:redis" in group  # members cut to kept accounts
+
+
+def test_setuid_removed_unless_executed():
+    idx = make_index()
+    opts = SlimOptions(mode="dynamic")
+    ks = compute_keepset(idx, reader, {}, options=opts, traced_files=["/usr/bin/su", "/usr/bin/passwd"],
+                         executed=["/usr/bin/su"])
+    assert ks.setuid_kept == ("/usr/bin/su",)
+    assert ks.setuid_removed == ("/usr/bin/passwd",)
+
+
+def test_keep_shell_and_missing_inputs():
+    idx = make_index()
+    ks = compute_keepset(idx, reader, {}, options=SlimOptions(mode="static", keep_shell=True), static_files=[])
+    assert {"/bin", "/usr/bin/sh", "/usr/bin/dash"} <= set(ks.paths)
+    with pytest.raises(SlimError):
+        compute_keepset(idx, reader, {}, options=SlimOptions(mode="combined"), static_files=[])
+    with pytest.raises(SlimError, match="no such path"):
+        compute_keepset(idx, reader, {}, options=SlimOptions(mode="static", includes=("/nope",)), static_files=[])

@@ -251,10 +251,18 @@ def _is_exec_file(e: Entry) -> bool:
 
 
 def _tool_list(index: Index, match: Callable[[str], bool]) -> tuple[dict[str, str], ...]:
-    """Executables whose basename (or, for symlinks, the resolved target's basename) matches."""
+    """Commands whose basename (or, for symlinks, the resolved target's basename) matches.
+
+    A command is an executable regular file, or a symlink resolving to one,
+    in a ``bin`` or ``sbin`` directory (``/usr/bin``, ``/usr/local/sbin``,
+    ``/opt/x/bin``...); helpers elsewhere (``/etc/cron.daily/dpkg``,
+    ``/usr/lib/apt/methods/ftp``) are not reported.
+    """
     out: list[dict[str, str]] = []
     for e in index.iter_entries():
         if e.type not in (REG, HARDLINK, SYMLINK):
+            continue
+        if posixpath.basename(posixpath.dirname(e.path)) not in ("bin", "sbin"):
             continue
         base = posixpath.basename(e.path)
         if e.type == SYMLINK:

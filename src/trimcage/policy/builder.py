@@ -1,0 +1,41 @@
+"""Assemble a :class:`Policy` from :class:`PolicyInputs`."""
+
+from __future__ import annotations
+
+from trimcage.policy.capabilities import capability_rationale, parse_user
+from trimcage.policy.interface import MODES, Policy, PolicyError, PolicyInputs
+from trimcage.policy.seccomp import make_seccomp
+
+TMPFS = ("/tmp", "/run")
+
+
+def writes_outside(writes: tuple[str, ...], volumes: tuple[str, ...]) -> list[str]:
+    """The written paths not under a tmpfs mount (``/tmp``, ``/run``) or a volume, sorted."""
+    roots = tuple(v.rstrip("/") or "/" for v in (*TMPFS, *volumes))
+
+    def covered(p: str) -> bool:
+        return any(p == r or p.startswith(r + "/") or r == "/" for r in roots)
+
+    return sorted({w for w in writes if not covered(w)})
+
+
+def build_policy(inputs: PolicyInputs) -> Policy:
+    """Return the policy for ``inputs``; deterministic.
+
+    The root file system is read-only when nothing is written outside the
+    tmpfs mounts and volumes. Raise PolicyError for an unknown mode, a
+    non-numeric user or syscall names that are not x86-64 (without 32-bit).
+    """
+    if inputs.mode not in MODES:
+        raise PolicyError(f"mode {inputs.mode!r}: expected one of {', '.join(MODES)}")
+    uid, gid = parse_user(inputs.user)
+    rationale = capability_rationale(inputs.privileged_ops, inputs.user)
+    return Policy(
+        seccomp=make_seccomp(inputs.syscalls, inputs.arguments, needs_32bit=inputs.needs_32bit),
+        capabilities=tuple(sorted(rationale)),
+        read_only_rootfs=not writes_outside(tuple(inputs.writes), tuple(inputs.volumes)),
+        run_as=f"{uid}:{gid}",
+        no_new_privileges=True,
+        rationale=rationale,
+        mode=inputs.mode,
+    )

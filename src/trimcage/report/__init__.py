@@ -1,0 +1,1 @@
+"""The report stage: attack-surface metrics, report.json and the terminal table."""

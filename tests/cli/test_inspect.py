@@ -1,0 +1,71 @@
+"""``trimcage inspect`` as a user runs it: real archives, bad inputs, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+KEYS = {"config", "os", "files", "directories", "symlinks", "bytes", "elf_files", "shells", "package_managers",
+        "setuid", "setgid", "world_writable", "packages", "interpreters", "network_tools", "file_capabilities",
+        "login_accounts", "image"}
+
+
+@pytest.mark.parametrize("make_ref", [
+    lambda tmp: f"oci-archive:{tmp}/missing.tar",
+    lambda tmp: str(tmp / "missing.tar"),
+    lambda tmp: (tmp / "garbage.tar").write_bytes(b"\x1f\x8b not really gzip" * 100) and f"oci-archive:{tmp}/garbage.tar",
+    lambda tmp: (tmp / "garbage.tar").write_bytes(b"\x00" * 10 + b"junk" * 500) and str(tmp / "garbage.tar"),
+    lambda tmp: "nosuchtransport:whatever",
+])
+def test_bad_input_exits_2_with_one_line(cli, tmp_path, make_ref):
+    cp = cli("inspect", make_ref(tmp_path), "--json", env={"TRIMCAGE_HOME": str(tmp_path / "home")})
+    assert cp.returncode == 2, cp.stderr
+    assert cp.stdout == ""
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trimcage inspect: ") and "Traceback" not in cp.stderr
+
+
+@pytest.mark.samples
+@pytest.mark.slow
+def test_inspect_nginx_sample(cli, sample, tmp_path):
+    s = sample("nginx")
+    env = {"TRIMCAGE_HOME": str(tmp_path / "home")}
+    cp = cli("inspect", f"oci-archive:{s.path}", "--json", env=env, check=True)
+    j = json.loads(cp.stdout)
+    assert KEYS <= set(j)
+    assert j["image"]["reference"] == f"oci-archive:{s.path}"
+    assert any(p["name"] in ("nginx", "nginx-light") for p in j["packages"])
+    assert "/usr/bin/su" in [i["path"] for i in j["setuid"]]
+    # same input, byte-identical output (the extraction is cached the second time)
+    assert cli("inspect", f"oci-archive:{s.path}", "--json", env=env, check=True).stdout == cp.stdout
+
+    text = cli("inspect", f"oci-archive:{s.path}", env=env, check=True).stdout
+    rows = dict(line.split(None, 1) for line in text.splitlines() if line.strip())
+    assert text.lstrip()[0] != "{"  # a table, not JSON
+    assert "Debian GNU/Linux 12" in text and "/usr/sbin/nginx" in text
+    assert f"{j['files']} regular" in text
+    assert "more)" in text  # long lists are cut: "(+N more)"
+    assert rows["image"].strip() == f"oci-archive:{s.path}"
+
+
+def test_render_text_cuts_lists_and_escapes_control_characters():
+    from trimcage.cli.inspect import render_text
+
+    item = lambda p: {"path": p}  # noqa: E731
+    j = {"image": {"reference": "oci-archive:x.tar", "manifest_digest": "sha256:m", "image_id": "sha256:i",
+                   "os": "linux", "architecture": "amd64", "layers": 2, "compressed_size": 3 << 20},
+         "config": {"entrypoint": ["/app"], "cmd": None, "user": "", "workdir": "", "env": [], "exposed_ports": [],
+                    "volumes": [], "labels": {"evil": "\x1b[2J"}, "stop_signal": ""},
+         "os": None, "files": 3, "bytes": 2048, "directories": 1, "symlinks": 0, "hardlinks": 0, "other": 0,
+         "elf_executables": 1, "shared_libraries": 0, "elf_files": [],
+         "shells": [item(f"/bin/s{i}") for i in range(9)], "interpreters": [], "package_managers": [],
+         "network_tools": [], "setuid": [], "setgid": [], "file_capabilities": [],
+         "world_writable": [{"path": "/tmp", "sticky": True}], "login_accounts": [], "packages": []}
+    text = render_text(j)
+    assert "\x1b" not in text and "\\x1b[2J" in text
+    rows = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in text.splitlines()}
+    assert rows["shells (9)"].endswith("/bin/s5 (+3 more)")
+    assert rows["world-writable (1)"] == "/tmp (sticky)"
+    assert rows["layers"] == "2 (3.0 MiB compressed)" and rows["platform"] == "linux/amd64"
+    assert rows["files"].startswith("3 regular (2.0 KiB)")

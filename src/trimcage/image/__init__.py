@@ -8,6 +8,8 @@ Public API (everything else in this package is an implementation detail)::
     root  = rootfs(image, store)                 # cached, safe extraction for running/analysis
     new   = write_layer_image(...)               # deterministic single-layer image (writer)
     write_image("docker-daemon:x:slim", new, store)
+    inv   = inventory(image, index, RootfsReader(root))   # attack-surface inventory
+    pkgs  = catalog(index, RootfsReader(root))           # installed packages (dpkg, apk)
 
 See ``interface.py`` for the dataclasses and errors.
 """
@@ -22,3 +24,5 @@ from trimcage.image.interface import (  # noqa: F401
     Index,
     TransportOptions,
 )
+from trimcage.image.inventory import Inventory, RootfsReader, inventory  # noqa: F401,E402
+from trimcage.image.packages import Package, PackageDatabaseError, catalog  # noqa: F401,E402

@@ -1,0 +1,179 @@
+"""The attack battery: what an intruder in the container would try first.
+
+``attack_prober.c`` is compiled on the host (``gcc -static -O2``, cached in
+the store by source hash) and run inside the locked-down container with the
+attack names on its command line. Each attempt runs in a forked child; the
+prober prints one JSON line per attack::
+
+    {"attack": "raw_socket", "blocked": true, "errno": "EPERM", "detail": "..."}
+
+``blocked`` means the attempt failed: an ``exec_*`` attack when ``execve``
+fails (the binary is gone: ENOENT, or denied: EPERM/EACCES); a syscall attack
+when the syscall fails (seccomp's EPERM, a missing capability, a read-only
+root); the 32-bit ABI when ``int 0x80`` getpid does not return the pid. A
+child killed by a signal (seccomp kill) counts as blocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from trimcage.errors import TrimcageError
+from trimcage.util import atomic_path, sha256_bytes
+
+
+class AttackError(TrimcageError):
+    """The prober cannot be built, or its output is malformed."""
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack: its prober name, what it tries, and what normally blocks it."""
+
+    name: str
+    description: str
+    blocked_by: str
+
+
+def _exec(name: str, path: str, extra: str = "") -> Attack:
+    return Attack(f"exec_{name}", f"execute {path}{extra}",
+                  "the slim image no longer holds the binary (ENOENT)")
+
+
+ATTACKS: tuple[Attack, ...] = (
+    _exec("sh", "/bin/sh", " -c"),
+    _exec("bash", "/bin/bash", " -c"),
+    _exec("busybox", "/bin/busybox"),
+    _exec("apt", "/usr/bin/apt"),
+    _exec("dpkg", "/usr/bin/dpkg"),
+    _exec("pip3", "/usr/bin/pip3"),
+    _exec("curl", "/usr/bin/curl"),
+    _exec("wget", "/usr/bin/wget"),
+    _exec("nc", "/usr/bin/nc"),
+    _exec("python3", "/usr/bin/python3", " -c"),
+    _exec("perl", "/usr/bin/perl", " -e"),
+    Attack("raw_socket", "socket(AF_INET, SOCK_RAW): craft packets, sniff",
+           "seccomp socket type rule; no CAP_NET_RAW"),
+    Attack("packet_socket", "socket(AF_PACKET): sniff and inject link-layer frames",
+           "seccomp socket domain rule; no CAP_NET_RAW"),
+    Attack("unshare_user", "unshare(CLONE_NEWUSER): gain capabilities in a new user namespace",
+           "seccomp (unshare not allowed or flag masked)"),
+    Attack("unshare_mount", "unshare(CLONE_NEWNS): private mount namespace",
+           "seccomp; no CAP_SYS_ADMIN"),
+    Attack("setns", "setns into another namespace", "seccomp; no CAP_SYS_ADMIN"),
+    Attack("mount_tmpfs", "mount a tmpfs", "seccomp; no CAP_SYS_ADMIN"),
+    Attack("ptrace", "ptrace(PTRACE_TRACEME) and PTRACE_ATTACH to pid 1",
+           "seccomp (ptrace not allowed)"),
+    Attack("bpf", "bpf(BPF_PROG_LOAD) of a trivial socket filter", "seccomp; no CAP_BPF"),
+    Attack("keyctl", "add_key to the process keyring (kernel keyring bugs)", "seccomp"),
+    Attack("userfaultfd", "userfaultfd (race-widening in kernel exploits)", "seccomp; sysctl"),
+    Attack("io_uring", "io_uring_setup (large kernel attack surface)", "seccomp"),
+    Attack("personality", "personality(READ_IMPLIES_EXEC): executable heap and stack",
+           "seccomp personality value rule"),
+    Attack("setuid_chmod", "chmod 04755 of a file in /tmp (plant a setuid binary)",
+           "seccomp (chmod not allowed); the bit is reported"),
+    Attack("write_root", "create a file in / (persist, replace binaries)",
+           "read-only root file system (EROFS)"),
+    Attack("x86_32_abi", "int 0x80 getpid from 64-bit code (32-bit syscall table)",
+           "seccomp architectures: x86-64 only"),
+)
+ATTACK_NAMES: tuple[str, ...] = tuple(a.name for a in ATTACKS)
+_BY_NAME = {a.name: a for a in ATTACKS}
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One prober line. ``errno`` is a name (``EPERM``) or ``""`` when none applies."""
+
+    attack: str
+    blocked: bool
+    errno: str
+    detail: str
+
+    @property
+    def description(self) -> str:
+        a = _BY_NAME.get(self.attack)
+        return a.description if a else ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"attack": self.attack, "blocked": self.blocked, "errno": self.errno,
+                "detail": self.detail}
+
+
+def parse_results(text: str) -> list[AttackResult]:
+    """Parse the prober's output, one result per non-empty line, in order.
+
+    Raise AttackError on a line that is not a JSON object with ``attack``
+    (str), ``blocked`` (bool), ``errno`` (str) and ``detail`` (str), or that
+    reports an unknown attack name. Empty text gives [].
+    """
+    out: list[AttackResult] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise AttackError(f"attack prober output line {lineno}: not JSON: {line[:80]!r}") from e
+        if not isinstance(obj, dict):
+            raise AttackError(f"attack prober output line {lineno}: not an object")
+        if obj.get("unknown"):
+            raise AttackError(f"attack prober: unknown attack {obj.get('attack')!r}")
+        attack, blocked = obj.get("attack"), obj.get("blocked")
+        err, detail = obj.get("errno", ""), obj.get("detail", "")
+        if not (isinstance(attack, str) and isinstance(blocked, bool) and isinstance(err, str)
+                and isinstance(detail, str)):
+            raise AttackError(f"attack prober output line {lineno}: wrong field types")
+        out.append(AttackResult(attack, blocked, err, detail))
+    return out
+
+
+def prober_source() -> bytes:
+    """The C source of the prober."""
+    return resources.files("trimcage.verify").joinpath("attack_prober.c").read_bytes()
+
+
+def _cache_root() -> Path:
+    try:
+        from trimcage.image.store import open_store
+    except ImportError:  # the store has not landed: same layout under TRIMCAGE_HOME
+        home = Path(os.environ.get("TRIMCAGE_HOME") or Path.home() / ".cache" / "trimcage")
+        path = home / "cache" / "attack-prober"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return Path(open_store().cache_dir("attack-prober"))
+
+
+def prober_path() -> Path:
+    """Return the path of the compiled static prober, building it on first use.
+
+    The binary is cached as ``<store>/cache/attack-prober/<source sha256>``;
+    the build is atomic, so concurrent callers never see a partial file.
+    Raise AttackError when gcc is missing or fails.
+    """
+    src = prober_source()
+    key = sha256_bytes(src).split(":", 1)[1][:32]
+    dest = _cache_root() / f"attack-prober-{key}"
+    if dest.is_file() and os.access(dest, os.X_OK):
+        return dest
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise AttackError("gcc not found: needed to build the attack prober (apt-get install gcc libc6-dev)")
+    with atomic_path(dest) as tmp:
+        csrc = tmp.with_name(tmp.name + ".c")
+        try:
+            csrc.write_bytes(src)
+            cp = subprocess.run([gcc, "-static", "-O2", "-o", str(tmp), str(csrc)],
+                                capture_output=True, text=True, timeout=300)
+        finally:
+            csrc.unlink(missing_ok=True)
+        if cp.returncode != 0:
+            raise AttackError(f"building the attack prober failed: {cp.stderr.strip()[-300:]}")
+        tmp.chmod(0o755)
+    return dest

@@ -29,6 +29,7 @@ from trimcage.image.interface import (
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
     Blob,
     Image,
 )
@@ -167,7 +168,7 @@ def compress(raw: bytes, how: str) -> tuple[bytes, str]:
 
 def image_from_layers(store, raw_layers: list[bytes], *, how: str = "gzip", arch: str = "amd64",
                       runtime: dict | None = None) -> Image:
-    """Put the layers and a config into ``store``; return the :class:`Image` (no manifest stored)."""
+    """Put the layers, a config and an OCI manifest into ``store``; return the :class:`Image`."""
     blobs, diff_ids = [], []
     for raw in raw_layers:
         data, media_type = compress(raw, how)
@@ -179,8 +180,12 @@ def image_from_layers(store, raw_layers: list[bytes], *, how: str = "gzip", arch
               "created": "1970-01-01T00:00:00Z", "history": [{"created_by": "trimcage test"} for _ in raw_layers]}
     cdata = dumps(config)
     cb = store.put_blob_bytes(cdata)
+    manifest = dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": OCI_CONFIG, "digest": cb.digest, "size": cb.size},
+                      "layers": [b.to_json() for b in blobs]})
+    mb = store.put_blob_bytes(manifest)
     return Image(config_blob=Blob(cb.digest, cb.size, OCI_CONFIG), config=json.loads(cdata),
-                 layers=tuple(blobs), manifest_digest="")
+                 layers=tuple(blobs), manifest_digest=mb.digest)
 
 
 HELLO_C = r"""

@@ -258,7 +258,7 @@ class RegistryClient:
         if not url.startswith(("http://", "https://")):
             url = self.base_url() + url
         scope = f"repository:{repo}:{'pull,push' if push else 'pull'}"
-        for _ in range(3):
+        for attempt in range(3):
             def send() -> Any:
                 h = dict(headers or {})
                 h.update(self.auth.headers(scope))
@@ -271,6 +271,10 @@ class RegistryClient:
                 raise RegistryError(f"{self._where(repo)}: {what or method}: {_short(e)}") from e
             if r.status_code == 401 and self.auth.on_unauthorized(r, scope):
                 r.close()
+                continue
+            if r.status_code in (502, 503, 504) and method in ("GET", "HEAD") and attempt < 2:
+                r.close()
+                time.sleep(1.0 * (attempt + 1))
                 continue
             break
         if r.status_code in ok:
@@ -308,7 +312,11 @@ class RegistryClient:
         import urllib3
 
         if store.has_blob(digest):
-            return Blob(digest, size if size is not None else os.path.getsize(store.blob_path(digest)), "")
+            have = os.path.getsize(store.blob_path(digest))
+            if size is not None and have != size:
+                raise HostileInputError(f"{self._where(repo)}: the manifest gives blob {digest} size {size}, "
+                                        f"but its content has {have} bytes")
+            return Blob(digest, have, "")
         for attempt in range(self.retries):
             r = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo, what=f"blob {digest}", stream=True)
             try:

@@ -90,6 +90,19 @@ def registry_auth() -> RegistryService:
 
 
 @pytest.fixture(scope="session")
+def registry_token() -> RegistryService:
+    """The registry on 127.0.0.1:5102 that wants bearer tokens from the token server on :5103."""
+    service = _registry(5102, 401, "trimcage:trimcage-test")
+    import requests
+
+    challenge = requests.get(f"http://{service.host}/v2/", timeout=5).headers.get("WWW-Authenticate", "")
+    if not challenge.startswith("Bearer "):
+        pytest.fail(f"the registry on {service.host} does not ask for a bearer token ({challenge!r}); "
+                    f"{START_HINT}", pytrace=False)
+    return service
+
+
+@pytest.fixture(scope="session")
 def docker_daemon() -> str:
     """The Docker daemon's socket path, after checking it answers ``/_ping``."""
     from trimcage.image.transports.docker_daemon import socket_path

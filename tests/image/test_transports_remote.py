@@ -185,6 +185,28 @@ def test_auth_registry_push_pull_and_refusal(registry_auth, hello_image, store, 
 
 
 @pytest.mark.registry
+def test_bearer_token_registry(registry_token, hello_image, store, tmp_path, unique):
+    from trimcage.image.store import Store
+
+    ref = f"docker://{registry_token.host}/trimcage-test/{unique}:v1"
+    digest = _write(ref, hello_image, store, _opts(registry_token))
+    # skopeo, an independent client, pulls it through the same token server
+    cp = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", registry_token.creds, ref],
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout)["Digest"] == digest
+    fresh = Store(tmp_path / "pull")
+    pulled = _read(f"docker://{registry_token.host}/trimcage-test/{unique}@{digest}", fresh, _opts(registry_token))
+    assert pulled.manifest_digest == digest
+    assert _flatten(pulled, fresh) == _flatten(hello_image, store)
+    # anonymous: the token server hands out a token without access, the registry still says 401
+    with pytest.raises(ImageError, match=rf"{registry_token.host}/trimcage-test/{unique}.*HTTP 401"):
+        _read(ref, Store(tmp_path / "anon"))
+    with pytest.raises(ImageError, match="token server .* refused the credentials"):
+        _read(ref, Store(tmp_path / "bad"), TransportOptions(creds="trimcage:wrong"))
+
+
+@pytest.mark.registry
 def test_multi_platform_index_pull_picks_platform(kit, registry_anon, store, tmp_path, unique):
     from trimcage.image.store import Store
 

@@ -196,7 +196,7 @@ class RegistryClient:
         self.session.headers["User-Agent"] = "trimcage"
         self.verify = bool(opts.tls_verify)
         self._base: str | None = None
-        self.auth = RegistryAuth(self.session, host, resolve_credentials(host, opts), timeout=self.timeout,
+        self.auth = RegistryAuth(self.session, f"docker://{host}", resolve_credentials(host, opts), timeout=self.timeout,
                                  verify=self.verify)
 
     # -- plumbing --

@@ -191,10 +191,10 @@ class RegistryAuth:
         except requests.RequestException as e:
             raise AuthError(f"{self.where}: token server {realm}: {e}") from e
         if r.status_code in (401, 403):
-            raise AuthError(f"{self.where}: token server {realm} refused the credentials "
+            raise AuthError(f"{self.where}: token server {realm} refused the credentials for {scope} "
                             f"(HTTP {r.status_code})")
         if r.status_code != 200:
-            raise AuthError(f"{self.where}: token server {realm}: HTTP {r.status_code}")
+            raise AuthError(f"{self.where}: token server {realm}: HTTP {r.status_code} for {scope}")
         try:
             doc = r.json()
         except ValueError as e:

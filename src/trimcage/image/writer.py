@@ -8,8 +8,8 @@ layer, config and manifest, hence the same manifest digest.
 
 Determinism rules of the layer:
 
-* members sorted by path (so parents precede children); a missing parent
-  directory is synthesised as ``0755 root:root``;
+* members sorted by path (so parents precede children), a ``/`` entry
+  first as ``./``; a missing parent directory is synthesised as ``0755 root:root``;
 * metadata (type, mode incl. setuid/setgid/sticky, uid/gid, link target,
   device numbers, ``xattrs``) come from the Entry, never from the disk;
   ``uname``/``gname`` are empty; PAX format; xattrs as ``SCHILY.xattr.*``;
@@ -73,8 +73,8 @@ _TAR_TYPES = {REG: tarfile.REGTYPE, DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTY
 def scan_directory(root: Path) -> Index:
     """Walk ``root`` with ``lstat`` (never following symlinks) into an :class:`Index`.
 
-    Paths are absolute inside the tree (``root`` itself is ``/`` and is not
-    an entry). Regular files carry size and sha256 digest; files sharing a
+    Paths are absolute inside the tree; ``root`` itself is the ``/`` entry
+    (its mode and owner become the image root's). Regular files carry size and sha256 digest; files sharing a
     (dev, inode) become ``hardlink`` entries pointing at the first of them in
     sorted path order; symlinks carry their target as stored; devices their
     numbers; ``security.capability`` is recorded when present. Sockets are
@@ -103,6 +103,7 @@ def scan_directory(root: Path) -> Index:
             if stat.S_ISDIR(st.st_mode):
                 walk(h, p)
 
+    raw["/"] = (os.lstat(root), str(root))
     walk(str(root), "/")
     files = sorted(p for p, (st, _) in raw.items() if stat.S_ISREG(st.st_mode))
     first_of: dict[tuple[int, int], str] = {}
@@ -209,7 +210,7 @@ def open_beneath(root: Path, path: str) -> BinaryIO:
 
 
 def _tarinfo(e: Entry, mtime: int | None) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(e.path.lstrip("/"))
+    ti = tarfile.TarInfo(e.path.lstrip("/") or ".")
     ti.type = _TAR_TYPES[e.type]
     ti.mode = e.mode & 0o7777
     ti.uid, ti.gid = e.uid, e.gid
@@ -238,12 +239,15 @@ def _tarinfo(e: Entry, mtime: int | None) -> tarfile.TarInfo:
 
 
 def _plan(root: Path, entries: Iterable[Entry], overlay: Mapping[str, bytes], mtime: int | None) -> list[Entry]:
-    """Entries to write, sorted, parents synthesised, overlay-only files added, "/" dropped."""
+    """Entries to write, sorted, parents synthesised, overlay-only files added.
+
+    A ``/`` entry, if given, is written first as ``./`` (the image root's mode and owner)."""
     by_path: dict[str, Entry] = {}
     for e in entries:
         p = normalize(e.path)
-        if p != "/":
-            by_path[p] = e.replace(path=p) if p != e.path else e
+        if p == "/" and e.type != DIR:
+            raise ImageError(f"the image root / must be a directory, not a {e.type}")
+        by_path[p] = e.replace(path=p) if p != e.path else e
     for p in overlay:
         np_ = normalize(p)
         if np_ != "/" and np_ not in by_path:

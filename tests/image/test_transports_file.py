@@ -418,3 +418,35 @@ def test_oci_layout_dir_blob_symlink_is_refused(tmp_path, store, built):
     os.symlink(copy, layer)
     with pytest.raises(HostileInputError, match="missing or not a regular file"):
         read_image(f"oci:{d}", Store(tmp_path / "s"))
+
+
+def test_docker_archive_oci_inside_form_with_linked_layers(tmp_path, store, built):
+    """Docker >= 25 `docker save`: an OCI layout plus manifest.json naming blobs/sha256/*, layers plain tars;
+    a repeated layer stored once and linked (as docker save does for shared layers)."""
+    import gzip
+
+    raw = gzip.decompress(Path(store.blob_path(built.layers[0].digest)).read_bytes())
+    diff_id = sha256_bytes(raw)
+    assert diff_id == built.diff_ids[0]
+    config = dict(built.config)
+    config["rootfs"] = {"type": "layers", "diff_ids": [diff_id, diff_id]}
+    cbytes = dumps(config)
+    m: dict[str, tuple[tarfile.TarInfo | None, bytes]] = {
+        "oci-layout": (None, lu.LAYOUT_JSON),
+        lu.blob_member(sha256_bytes(cbytes)): (None, cbytes),
+        lu.blob_member(diff_id): (None, raw),
+    }
+    link = tarfile.TarInfo("blobs/sha256/again")
+    link.type, link.linkname = tarfile.SYMTYPE, diff_id.split(":")[1]
+    m["blobs/sha256/again"] = (link, b"")
+    m["manifest.json"] = (None, json.dumps([{
+        "Config": lu.blob_member(sha256_bytes(cbytes)), "RepoTags": ["app:1"],
+        "Layers": [lu.blob_member(diff_id), "blobs/sha256/again"]}]).encode())
+    _retar(tmp_path / "new.tar", m)
+    s = Store(tmp_path / "s")
+    img = read_image(f"docker-archive:{tmp_path}/new.tar:app:1", s)
+    assert [b.digest for b in img.layers] == [diff_id, diff_id]
+    assert img.image_id == sha256_bytes(cbytes) and img.name == "app:1"
+    got, want = flatten(img, s), flatten(built, store)
+    assert {p: e.replace(layer=0) for p, e in got.items()} == dict(want.items())
+    assert {e.layer for e in got.iter_entries()} == {1}  # the second copy of the layer wrote everything

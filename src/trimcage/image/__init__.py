@@ -24,5 +24,8 @@ from trimcage.image.interface import (  # noqa: F401
     Index,
     TransportOptions,
 )
+from trimcage.image.reference import format_reference, parse_reference  # noqa: F401,E402
+from trimcage.image.api import read_image, write_image  # noqa: F401,E402
+from trimcage.image.writer import build_image, scan_directory  # noqa: F401,E402
 from trimcage.image.inventory import Inventory, RootfsReader, inventory  # noqa: F401,E402
 from trimcage.image.packages import Package, PackageDatabaseError, catalog  # noqa: F401,E402

@@ -41,6 +41,9 @@ def target_from_args(args: argparse.Namespace) -> Target:
     from trimcage.errors import UsageError
     from trimcage.trace import target as tg
 
+    if args.rootfs and args.image:  # with --rootfs every positional is the command
+        args.cmd = [args.image] + list(args.cmd or [])
+        args.image = None
     if args.rootfs:
         cfg = tg.load_config(args.image_config) if args.image_config else {}
         return tg.from_rootfs(args.rootfs, cfg, args.image or None)

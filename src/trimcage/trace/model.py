@@ -76,6 +76,7 @@ class _Proc:
     ids: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None
     killed_by: str | None = None
+    cwd_seen: bool = False  # cwd learnt from the process's own events
 
 
 def _errtext(ev: Syscall) -> str | None:
@@ -168,6 +169,7 @@ class TraceBuilder:
             cw = fd_path(ev.args[0])
             if cw and cw.startswith("/"):
                 p.cwd[0] = cw
+                p.cwd_seen = True
         if name in ("clone", "clone3", "fork", "vfork") and ev.ret is not None and ev.ret > 0:
             flags = 0
             if name == "clone":
@@ -235,6 +237,8 @@ class TraceBuilder:
             c.cwd = parent.cwd if flags & 0x200 else [parent.cwd[0]]  # CLONE_FS
         elif flags & 0x200:
             c.cwd = parent.cwd
+        elif not c.cwd_seen:
+            c.cwd = [parent.cwd[0]]
         c.ppid = parent.pid
         if not c.execs:
             c.argv, c.exe = list(parent.argv), parent.exe
@@ -334,6 +338,7 @@ class TraceBuilder:
                     self._add_file(other, op if ev.name.startswith("rename") else "stat", ok, err)
         if op == "chdir" and ok:
             p.cwd[0] = path
+            p.cwd_seen = True
         if op == "chown":
             self.priv.add(("chown", None, "CAP_CHOWN", ok))
         elif op == "chroot":

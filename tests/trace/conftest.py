@@ -1,0 +1,108 @@
+"""Fixtures of the trace tests: a tiny static rootfs, an nginx rootfs, the CLI, leak checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+RUNNER = """
+import sys
+from trimcage.cli import _Parser, main
+from trimcage.cli import run as r, trace as t
+import trimcage.cli as c
+def build_parser():
+    p = _Parser(prog="trimcage")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    r.add_parser(sub); t.add_parser(sub)
+    return p
+c.build_parser = build_parser
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def tc(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run ``trimcage run|trace ...`` in a subprocess (only the trace stage's subcommands
+    are loaded, so the test does not depend on other stages' CLI modules)."""
+    return subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="session")
+def static_t(tmp_path_factory) -> Path:
+    """The test program, compiled once with ``gcc -static``."""
+    out = tmp_path_factory.mktemp("bin") / "t"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(HERE / "fixtures" / "t.c")], check=True)
+    return out
+
+
+@pytest.fixture
+def tiny_root(tmp_path, static_t) -> Path:
+    """A root file system holding only /bin/t, /etc/{hostname,passwd,group,sub/deep.txt}, /data."""
+    root = tmp_path / "root"
+    for d in ("bin", "etc/sub", "data", "tmp"):
+        (root / d).mkdir(parents=True)
+    shutil.copy(static_t, root / "bin" / "t")
+    (root / "etc" / "hostname").write_text("tiny\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (root / "etc" / "sub" / "deep.txt").write_text("deep\n")
+    (root / "data" / "rel.txt").write_text("rel\n")
+    return root
+
+
+def config_file(tmp_path: Path, cfg: dict) -> str:
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    return str(p)
+
+
+@pytest.fixture(scope="session")
+def nginx_root(tmp_path_factory) -> Path:
+    """Debian bookworm + nginx-light from mmdebstrap, extracted (cached in TRIMCAGE_HOME)."""
+    cache = Path(os.environ.get("TRIMCAGE_HOME") or Path.home() / ".cache" / "trimcage") / "test-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    tar = cache / "nginx-light-bookworm.tar"
+    if not tar.exists():
+        tmp = tar.with_suffix(".tmp")
+        subprocess.run(["mmdebstrap", "--quiet", "--variant=apt", "--include=nginx-light", "--format=tar",
+                        "bookworm", str(tmp)], check=True, timeout=600)
+        tmp.rename(tar)
+    root = tmp_path_factory.mktemp("nginx") / "root"
+    root.mkdir()
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xpf", str(tar)], check=True)
+    return root
+
+
+NGINX_CONFIG = {"Entrypoint": ["nginx", "-g", "daemon off;"], "ExposedPorts": {"80/tcp": {}},
+                "StopSignal": "SIGQUIT"}
+
+
+def leftovers() -> list[str]:
+    """Processes, mounts, netns and run dirs left by the trace stage (empty when clean)."""
+    bad = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "trimcage-run-" in cmd or cmd.startswith("/.trimcage/"):
+            bad.append(f"process {pid}: {cmd[:120]}")
+    mounts = Path("/proc/self/mountinfo").read_text()
+    bad += [f"mount: {line[:120]}" for line in mounts.splitlines() if "trimcage-run-" in line]
+    import tempfile
+    tmp = Path(tempfile.gettempdir())
+    bad += [f"dir: {p}" for p in tmp.glob("trimcage-run-*")]
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    bad += [f"netns: {line}" for line in ns.splitlines() if "trimcage" in line]
+    return bad

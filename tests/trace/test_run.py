@@ -1,0 +1,51 @@
+"""`trimcage run` under the embedded runtime: config, capabilities, errors, no leftovers."""
+
+import re
+
+import pytest
+
+from tests.trace.conftest import config_file, leftovers, tc
+
+pytestmark = pytest.mark.root
+
+
+def test_exit_code_cmd_override_and_user(tmp_path, tiny_root):
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t"], "Cmd": ["exit", "7"]})
+    assert tc("run", "--rootfs", str(tiny_root), "--image-config", cfg).returncode == 7
+    assert tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--", "exit", "3").returncode == 3
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--user", "nobody", "--", "id")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "uid=65534 gid=65534\n"
+    assert leftovers() == []
+
+
+def test_cap_drop_all_forbids_port_80(tmp_path, tiny_root):
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "bind", "80"]})
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg)
+    assert "bind=0 errno=0" in cp.stdout, cp.stderr
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--cap-drop", "ALL")
+    assert "bind=-1 errno=13" in cp.stdout             # EACCES without CAP_NET_BIND_SERVICE
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--cap-drop", "ALL",
+            "--cap-add", "NET_BIND_SERVICE")
+    assert "bind=0 errno=0" in cp.stdout
+    assert leftovers() == []
+
+
+def test_read_only_root_and_cache_untouched(tmp_path, tiny_root):
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "chain", "0"]})
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg)
+    assert re.search(r"^creat=\d+ errno=0$", cp.stdout, re.M), cp.stderr + cp.stdout
+    assert not (tiny_root / "data" / "new.txt").exists()   # the cached rootfs is never modified
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--read-only")
+    assert "creat=-1 errno=30" in cp.stdout               # EROFS
+    assert leftovers() == []
+
+
+def test_missing_binary_is_one_line_exit_2(tmp_path, tiny_root):
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/nonexistent"]})
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg)
+    assert cp.returncode == 2
+    assert cp.stderr.count("\n") == 1 and "'/bin/nonexistent' not found" in cp.stderr
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--user", "nosuchuser")
+    assert cp.returncode == 2 and "nosuchuser" in cp.stderr
+    assert leftovers() == []

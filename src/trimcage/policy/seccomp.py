@@ -39,13 +39,18 @@ U64 = 0xFFFFFFFFFFFFFFFF
 # goroutine switch, GC or preemption signal (futex, nanosleep, sched_yield,
 # rt_sig*, sigaltstack, tgkill/getpid/gettid, mmap/munmap/madvise,
 # epoll_pwait), write the seccomp fd/sync byte to its parent (write, close,
-# fcntl) and then calls execve. bubblewrap applies ``--seccomp`` right before
+# fcntl), mark its inherited descriptors close-on-exec by listing
+# /proc/self/fd (openat, getdents64, fstatfs to check it is procfs,
+# newfstatat) and then calls execve. Measured with runc 1.1 under Podman: a
+# profile without openat/getdents64/fstatfs fails to start.
+# bubblewrap applies ``--seccomp`` right before
 # execvp. crun calls close_range before execve. exit/exit_group let a failed
 # exec report its error.
 RUNTIME_SYSCALLS: tuple[str, ...] = (
-    "close", "close_range", "epoll_pwait", "execve", "exit", "exit_group", "fcntl", "futex",
-    "getpid", "gettid", "madvise", "mmap", "munmap", "nanosleep", "rt_sigaction",
-    "rt_sigprocmask", "rt_sigreturn", "sched_yield", "sigaltstack", "tgkill", "write",
+    "close", "close_range", "epoll_pwait", "execve", "exit", "exit_group", "fcntl", "fstatfs",
+    "futex", "getdents64", "getpid", "gettid", "madvise", "mmap", "munmap", "nanosleep",
+    "newfstatat", "openat", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sched_yield",
+    "sigaltstack", "tgkill", "write",
 )
 
 CSIGNAL = 0xFF  # clone: the low byte is the exit signal, not a flag

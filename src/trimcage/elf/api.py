@@ -13,6 +13,7 @@ import concurrent.futures
 import json
 import os
 import posixpath
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -29,7 +30,10 @@ from trimcage.util import sha256_bytes, write_atomic
 
 CACHE_NS = "elf-v1"
 Progress = Callable[[str], None]
-ALWAYS = ("execve",)   # the kernel's exec of the entry point happens under the profile
+ALWAYS = ("execve",)
+# Strings naming these are glibc's own (static glibc mentions libc.so.6 for NSS);
+# taking every export of the C library as a root would make the analysis useless.
+CORE_LIBS = re.compile(r"^(libc|ld-linux[\w.-]*|libm|libdl|libpthread|librt|libresolv)\.so(\.\d+)*$")   # the kernel's exec of the entry point happens under the profile
 
 
 class DirCache:
@@ -310,6 +314,8 @@ def _program_objects(fs: FsView, objs: _Objects, exe: str, env: dict[str, str], 
                 dl.append(g)
     for s in loaded:
         for name in s.get("strings", ()):
+            if CORE_LIBS.match(name):
+                continue
             for cand in search.find(name, "/", [], None):
                 dl.append(cand)
     base = posixpath.basename(exe_r)

@@ -130,12 +130,12 @@ class Program:
         if unknown:
             return frozenset(consts), f"{unknown} ({where})"
         out = set(consts)
+        first = None
         for r in params:
             vals, why = self._param(oi, f, r, depth)
-            if why:
-                return frozenset(out | vals), why
             out |= vals
-        return frozenset(out), None
+            first = first or why
+        return frozenset(out), first
 
     def _param(self, oi: int, f: int, reg: str, depth: int) -> tuple[frozenset[int], str | None]:
         key = (oi, f, reg)
@@ -154,13 +154,11 @@ class Program:
             for coi, cf, addr, regs in sorted(self.sites_of.get((oi, f), ()), key=lambda x: (x[0], x[2])):
                 where = f"{self.objs[coi].path}+{addr:#x}"
                 if reg not in regs:
-                    why = f"parameter {reg} of {fname} unknown at call site {where}"
-                    break
+                    why = why or f"parameter {reg} of {fname} unknown at call site {where}"
+                    continue
                 vals, w = self.resolve(regs[reg], coi, cf, where, depth + 1)
                 out |= vals
-                if w:
-                    why = w
-                    break
+                why = why or w
             res = (frozenset(out), why)
         self._memo[key] = res
         return res

@@ -24,6 +24,9 @@ from trimcage.image.interface import (  # noqa: F401
     Index,
     TransportOptions,
 )
+from trimcage.image.store import Store, open_store  # noqa: F401,E402
+from trimcage.image.flatten import flatten, flatten_layers  # noqa: F401,E402
+from trimcage.image.extract import extract, rootfs  # noqa: F401,E402
 from trimcage.image.reference import format_reference, parse_reference  # noqa: F401,E402
 from trimcage.image.api import read_image, write_image  # noqa: F401,E402
 from trimcage.image.writer import build_image, scan_directory  # noqa: F401,E402

@@ -220,6 +220,9 @@ class Entry:
     ``digest`` is ``sha256:<hex>`` of the content for files and hardlinks,
     None otherwise. ``layer`` is the index of the layer that last wrote it.
     ``xattrs`` maps names (``security.capability``...) to raw bytes.
+    ``source`` is None except for a regular file whose bytes are stored under
+    another member name: a hardlink whose target a later layer replaced or
+    deleted keeps the old content, found in layer ``layer`` at ``source``.
     """
 
     path: str
@@ -237,6 +240,7 @@ class Entry:
     uname: str = ""
     gname: str = ""
     xattrs: Mapping[str, bytes] = field(default_factory=dict)
+    source: str | None = None
 
     @property
     def is_file(self) -> bool:

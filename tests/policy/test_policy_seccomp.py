@@ -162,6 +162,18 @@ def test_make_seccomp_rejects_bad_input():
         make_seccomp({"mmap2"})
     with pytest.raises(PolicyError):
         make_seccomp({"socket"}, {"socket": {"9": (1,)}})
+    with pytest.raises(PolicyError):
+        make_seccomp({"socket"}, {"socket": {"0": ("AF_INET",)}})
+    with pytest.raises(PolicyError):
+        make_seccomp({"socket"}, {"socket": [1, 2]})
+    with pytest.raises(PolicyError):
+        make_seccomp({"read", 3})
+
+
+def test_negative_values_are_register_values():
+    p = make_seccomp({"fchownat"}, {"fchownat": {"0": (-100,)}})
+    rule = [r for r in p["syscalls"] if r["names"] == ["fchownat"]][0]
+    assert rule["args"] == [{"index": 0, "value": 0xFFFFFFFFFFFFFF9C, "op": "SCMP_CMP_EQ"}]
 
 
 def test_generated_profile_compiles_with_libseccomp():

@@ -136,11 +136,12 @@ def _rules_for(name: str, args: Mapping[str, Iterable[int]]) -> list[dict[str, A
     """
     alternatives: list[list[dict[str, Any]]] = []
     for index in sorted(args, key=lambda i: int(i)):
-        values = [int(v) for v in args[index]]
+        try:
+            values = [int(v) & U64 for v in args[index]]  # negative ints: as the register holds them
+        except (TypeError, ValueError) as e:
+            raise PolicyError(f"seccomp: argument {index} of {name}: values must be integers") from e
         if not values:
             continue
-        if any(v < 0 or v > U64 for v in values):
-            values = [v & U64 for v in values]
         if (name, index) in FLAG_ARGUMENTS:
             alternatives.append(_flag_condition(name, index, values))
         else:
@@ -181,6 +182,8 @@ def make_seccomp(syscalls: Iterable[str], arguments: Mapping[str, Mapping[str, I
     arguments = arguments or {}
     runtime = set(runtime_syscalls)
     wanted = set(syscalls) | runtime
+    if not all(isinstance(n, str) for n in wanted) or not isinstance(arguments, Mapping):
+        raise PolicyError("seccomp: syscall names must be strings and arguments a mapping")
     known = all_syscalls()
     unknown = sorted(n for n in wanted if n not in known)
     if unknown and not needs_32bit:
@@ -191,6 +194,8 @@ def make_seccomp(syscalls: Iterable[str], arguments: Mapping[str, Mapping[str, I
         if name not in wanted or name in runtime:
             continue
         args = arguments[name]
+        if not isinstance(args, Mapping):
+            raise PolicyError(f"seccomp: arguments of {name} must map an index to values")
         for index in args:
             _check_index(name, index)
         rules = _rules_for(name, args)

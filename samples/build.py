@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterator
 
 from samples import SAMPLES
 from trimcage.errors import TrimcageError
-from trimcage.util import atomic_path, dump_pretty, dumps, sha256_bytes, sha256_file, write_atomic
+from trimcage.util import atomic_path, dump_pretty, dumps, sha256_bytes, sha256_file
 
 BUILDER_VERSION = "1"
 SOURCE_DATE_EPOCH = 1700000000  # 2023-11-14T22:13:20Z: every build clamps its times to this
@@ -256,7 +256,7 @@ def make_rootfs(name: str, recipe: dict[str, Any], root: Path, logfile: Path) ->
 # --- image ------------------------------------------------------------------------
 
 
-def write_sample_image(root: Path, config: dict[str, Any], dest: Path, store_home: Path) -> str:
+def write_sample_image(name: str, root: Path, config: dict[str, Any], dest: Path, store_home: Path) -> str:
     """Pack ``root`` into one deterministic layer and write ``oci-archive:dest``; return the manifest digest."""
     from trimcage.image.api import write_image
     from trimcage.image.store import Store
@@ -265,8 +265,9 @@ def write_sample_image(root: Path, config: dict[str, Any], dest: Path, store_hom
     store = Store(store_home)
     index = scan_directory(root)
     created = datetime.datetime.fromtimestamp(SOURCE_DATE_EPOCH, datetime.timezone.utc)
-    image = build_image(store, root, index, config, mtime=SOURCE_DATE_EPOCH,
-                        created=created.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    image = build_image(store, root, index.iter_entries(), config, mtime=SOURCE_DATE_EPOCH,
+                        created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        history_comment=f"trimcage sample {name} (samples/build.py v{BUILDER_VERSION})")
     written = write_image(f"oci-archive:{dest}", image, store)
     return written if isinstance(written, str) and written.startswith("sha256:") else image.manifest_digest
 
@@ -423,7 +424,8 @@ def build(name: str, out: Path | None = None, *, check: bool = True,
         log(f"{name}: rootfs ready in {t_rootfs:.1f} s; writing the image")
         with atomic_path(out / f"{name}.oci.tar") as archive:
             archive.unlink()
-            manifest_digest = write_sample_image(root, config, archive, tmp / "store")
+            manifest_digest = write_sample_image(name, root, config, archive, tmp / "store")
+            os.chmod(archive, 0o644)
             size = archive.stat().st_size
             summary = "not checked"
             if check:
@@ -438,7 +440,9 @@ def build(name: str, out: Path | None = None, *, check: bool = True,
             "manifest_digest": manifest_digest, "size": size, "archive": f"{name}.oci.tar",
             "build_seconds": seconds, "check": summary, "suite": SUITE,
         }
-        write_atomic(out / f"{name}.json", dump_pretty(meta))
+        with atomic_path(out / f"{name}.json") as tmp_meta:
+            tmp_meta.write_text(dump_pretty(meta))
+            os.chmod(tmp_meta, 0o644)
         log(f"{name}: built in {seconds:.1f} s, {size / 1e6:.1f} MB, {manifest_digest}")
         return Sample(name, out / f"{name}.oci.tar", meta)
     finally:
@@ -470,8 +474,8 @@ def ensure_many(names: list[str], *, out: Path | None = None, force: bool = Fals
     def one(n: str) -> None:
         try:
             s: Sample | SampleError = ensure(n, out=out, force=force, check=check)
-        except TrimcageError as e:
-            s = e if isinstance(e, SampleError) else SampleError(f"{n}: {e}")
+        except Exception as e:  # one failed sample must not stop the others; reported by main()
+            s = e if isinstance(e, SampleError) else SampleError(f"{n}: {type(e).__name__}: {e}")
         with lock:
             results[n] = s
 

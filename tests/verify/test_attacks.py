@@ -18,20 +18,13 @@ import pytest
 
 from tests.policy.seccomp_ctypes_helper import compile_profile
 from trimcage.policy.seccomp import make_seccomp
-from trimcage.verify.attacks import (ATTACK_NAMES, ATTACKS, AttackError, parse_results,
-                                     prober_path)
+from trimcage.verify.attacks import (ATTACK_NAMES, ATTACKS, FORK_FLAGS, AttackError,
+                                     parse_results, prober_path, prober_profile)
 
 SYSCALL_ATTACKS = ("raw_socket", "packet_socket", "unshare_user", "setns", "mount_tmpfs",
                    "ptrace", "bpf", "keyctl", "userfaultfd", "io_uring", "personality",
                    "setuid_chmod", "x86_32_abi")
-FORK_FLAGS = 0x01200011
-# What the static prober itself needs to start, fork, report and wait (strace of it).
-PROBER_SYSCALLS = {"arch_prctl", "brk", "set_tid_address", "set_robust_list", "rseq", "prlimit64",
-                   "readlink", "readlinkat", "getrandom", "mprotect", "uname", "pipe2", "read",
-                   "write", "close", "wait4", "exit_group", "getpid", "openat", "dup2", "alarm",
-                   "newfstatat", "fstat", "mkdir", "rmdir", "unlink", "umount2", "getuid",
-                   "geteuid", "getgid", "getegid", "access", "pread64", "ioctl", "lseek",
-                   "clone", "unshare", "socket", "personality"}
+
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +97,14 @@ def _bwrap(prober: Path, root: Path, names, *, profile=None, rootfs_ro=False, ho
 
 
 def _restrictive():
-    return make_seccomp(PROBER_SYSCALLS,
-                        {"clone": {"0": (FORK_FLAGS,)},
-                         "unshare": {"0": (0x00020000,)},      # CLONE_NEWNS seen
-                         "socket": {"0": (2,), "1": (1 | 0o2000000,)},  # AF_INET, STREAM|CLOEXEC
-                         "personality": {"0": (0xFFFFFFFF,)}})  # query only
+    """An application profile that uses sockets, unshare and personality narrowly,
+    widened by the prober's own needs (which must not re-open any attack)."""
+    app = make_seccomp({"read", "write", "clone", "unshare", "socket", "personality"},
+                       {"clone": {"0": (FORK_FLAGS,)},
+                        "unshare": {"0": (0x00020000,)},      # CLONE_NEWNS seen
+                        "socket": {"0": (2,), "1": (1 | 0o2000000,)},  # AF_INET, STREAM|CLOEXEC
+                        "personality": {"0": (0xFFFFFFFF,)}})  # query only
+    return prober_profile(app)
 
 
 @pytest.mark.root
@@ -153,3 +149,17 @@ def test_slim_sandbox_blocks_exec_and_root_writes(prober, tmp_path):
     assert not fat["write_root"].blocked
     assert slim["write_root"].blocked and slim["write_root"].errno in ("EROFS", "EACCES", "EPERM")
     assert json.loads(json.dumps(slim["write_root"].to_json()))["blocked"] is True
+
+
+def test_prober_profile_reopens_no_attack():
+    from trimcage.verify.attacks import PROBER_SYSCALLS
+    attacked = {"socket", "unshare", "setns", "mount", "ptrace", "bpf", "add_key", "keyctl",
+                "userfaultfd", "io_uring_setup", "personality", "chmod", "fchmod", "fchmodat",
+                "execve", "execveat", "clone3"}
+    assert not attacked & set(PROBER_SYSCALLS)
+    base = make_seccomp({"read"})
+    widened = prober_profile(base)
+    assert widened["syscalls"][: len(base["syscalls"])] == base["syscalls"]
+    assert base["syscalls"] == make_seccomp({"read"})["syscalls"]  # input untouched
+    clone = [r for r in widened["syscalls"] if r["names"] == ["clone"]]
+    assert clone[0]["args"] == [{"index": 0, "value": FORK_FLAGS, "op": "SCMP_CMP_EQ"}]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from typing import Any, Mapping
+
 from trimcage.errors import TrimcageError
 from trimcage.util import atomic_path, sha256_bytes
 
@@ -85,6 +87,34 @@ ATTACKS: tuple[Attack, ...] = (
 )
 ATTACK_NAMES: tuple[str, ...] = tuple(a.name for a in ATTACKS)
 _BY_NAME = {a.name: a for a in ATTACKS}
+
+# What the static prober needs for its own scaffolding (start-up of a static
+# glibc binary, fork, pipes, wait, temp files), measured with strace. None of
+# them is an attacked syscall; clone is added only with fork's flags.
+PROBER_SYSCALLS: tuple[str, ...] = (
+    "access", "alarm", "arch_prctl", "brk", "close", "dup2", "exit", "exit_group", "fstat",
+    "getegid", "geteuid", "getgid", "getpid", "getrandom", "getuid", "ioctl", "lseek", "mkdir",
+    "mmap", "mprotect", "munmap", "newfstatat", "openat", "pipe2", "pread64", "prlimit64", "read",
+    "readlink", "readlinkat", "rmdir", "rseq", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
+    "set_robust_list", "set_tid_address", "umount2", "uname", "unlink", "wait4", "write",
+)
+FORK_FLAGS = 0x01200011  # CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD: glibc fork()
+
+
+def prober_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """``profile`` plus what the prober itself needs, for running the battery under it.
+
+    The added rules only widen the profile by the prober's scaffolding
+    (:data:`PROBER_SYSCALLS`) and ``clone`` with exactly fork's flags, so an
+    attack still meets the application's own rules. Rules are ORed: a syscall
+    the profile already allows stays as it was.
+    """
+    out = dict(profile)
+    out["syscalls"] = [*(profile.get("syscalls") or []),
+                       {"names": list(PROBER_SYSCALLS), "action": "SCMP_ACT_ALLOW"},
+                       {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                        "args": [{"index": 0, "value": FORK_FLAGS, "op": "SCMP_CMP_EQ"}]}]
+    return out
 
 
 @dataclass(frozen=True)

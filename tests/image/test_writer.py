@@ -201,3 +201,24 @@ def test_scan_of_a_file_is_an_error(tmp_path):
         scan_directory(tmp_path / "f")
     with pytest.raises(ImageError):
         scan_directory(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, (3 << 20) + 12345])
+def test_parallel_gzip_is_plain_gzip(size, tmp_path):
+    from trimcage.image.writer import _HashWriter, _ParallelGzip
+
+    data = (os.urandom(4096) + b"abc" * 40000) * (size // 124096 + 1)
+    data = data[:size]
+    outs = []
+    for _ in range(2):
+        buf = io.BytesIO()
+        gz = _ParallelGzip(_HashWriter(buf), 6)
+        for i in range(0, len(data), 70000):  # odd write sizes, as tarfile makes them
+            gz.write(data[i:i + 70000])
+        gz.finish()
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1]
+    assert gzip.decompress(outs[0]) == data
+    (tmp_path / "x.gz").write_bytes(outs[0])
+    cp = subprocess.run(["gzip", "-dc", str(tmp_path / "x.gz")], capture_output=True)  # an independent decoder
+    assert cp.returncode == 0 and cp.stdout == data

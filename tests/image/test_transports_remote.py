@@ -364,8 +364,24 @@ def test_containers_storage_write_run_read(podman, hello_image, store, tmp_path,
 
 # --- the foundation's done-when: nginx runs under Docker and Podman and answers 200 --------
 
-NGINX_CMD = ["sh", "-c", "sed -i \"s/listen 80 default_server/listen $PORT default_server/; /listen \\[::\\]:80/d\" "
-             "/etc/nginx/sites-enabled/default && exec nginx -g 'daemon off;'"]
+# Run nginx on a free port of the host network: the image's Debian default site is edited
+# to listen on $PORT before nginx starts (entrypoint overridden, works for the sample too).
+NGINX_SCRIPT = ("sed -i \"s/listen 80 default_server/listen $PORT default_server/; /listen \\[::\\]:80/d\" "
+                "/etc/nginx/sites-enabled/default && exec /usr/sbin/nginx -g 'daemon off;'")
+
+
+@pytest.fixture
+def nginx_image(request, store, kit):
+    """The nginx image: the ``sample("nginx")`` image if the samples fixture exists, else one
+    built here from an mmdebstrap root file system with nginx-light (one uncompressed layer)."""
+    try:
+        sample = request.getfixturevalue("sample")
+    except pytest.FixtureLookupError:
+        rootfs_tar = request.getfixturevalue("nginx_rootfs_tar")
+        return kit.image_from_layers(store, [rootfs_tar.read_bytes()], how="none", runtime={
+            "Entrypoint": ["/usr/sbin/nginx"], "Cmd": ["-g", "daemon off;"],
+            "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "ExposedPorts": {"80/tcp": {}}})
+    return _read(sample("nginx").reference, store)
 
 
 def _probe(port: int, container_alive) -> int:
@@ -386,17 +402,16 @@ def _probe(port: int, container_alive) -> int:
 
 @pytest.mark.docker
 @pytest.mark.podman
+@pytest.mark.registry
 @pytest.mark.slow
-def test_nginx_image_runs_under_docker_and_podman(kit, docker_daemon, podman, nginx_rootfs_tar, store, tmp_path,
-                                                  unique, registry_anon):
+def test_nginx_image_runs_under_docker_and_podman(kit, docker_daemon, podman, registry_anon, nginx_image, store,
+                                                  tmp_path, unique):
+    """The foundation's done-when: the written nginx image answers HTTP 200 under Docker and Podman."""
     from trimcage.image.store import Store
 
-    img = kit.image_from_layers(store, [nginx_rootfs_tar.read_bytes()], how="none",
-                            runtime={"Cmd": NGINX_CMD, "Env": ["PORT=80", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                                     "ExposedPorts": {"80/tcp": {}}})
-    # through the registry first, so the images the engines run are what a pull gives
+    # through the registry first, so the engines run what a pull gives
     ref = f"docker://{registry_anon.host}/trimcage-test/{unique}-nginx:v1"
-    _write(ref, img, store)
+    _write(ref, nginx_image, store)
     pulled_store = Store(tmp_path / "pulled")
     img = _read(ref, pulled_store)
     dname, pname = f"trimcage-test/{unique}-nginx:v1", f"localhost/trimcage-test/{unique}-nginx:v1"
@@ -405,12 +420,14 @@ def test_nginx_image_runs_under_docker_and_podman(kit, docker_daemon, podman, ng
         _write(f"docker-daemon:{dname}", img, pulled_store)
         _write(f"containers-storage:{pname}", img, pulled_store)
         port = kit.free_port()
-        _docker("run", "-d", "--rm", "--name", dcont, "--network", "host", "-e", f"PORT={port}", dname)
+        _docker("run", "-d", "--rm", "--name", dcont, "--network", "host", "-e", f"PORT={port}",
+                "--entrypoint", "/bin/sh", dname, "-c", NGINX_SCRIPT)
         assert _probe(port, lambda: _docker("inspect", dcont, check=False).returncode == 0) == 200
         _docker("rm", "-f", dcont, check=False)
         port = kit.free_port()
         cp = subprocess.run([*PODMAN_RUN, "-d", "--rm", "--name", pcont, "--network", "host", "-e", f"PORT={port}",
-                             pname], capture_output=True, text=True, timeout=300)
+                             "--entrypoint", "/bin/sh", pname, "-c", NGINX_SCRIPT],
+                            capture_output=True, text=True, timeout=300)
         assert cp.returncode == 0, cp.stderr
         assert _probe(port, lambda: _podman("inspect", pcont, check=False).returncode == 0) == 200
     finally:

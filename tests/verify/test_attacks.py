@@ -163,3 +163,47 @@ def test_prober_profile_reopens_no_attack():
     assert base["syscalls"] == make_seccomp({"read"})["syscalls"]  # input untouched
     clone = [r for r in widened["syscalls"] if r["names"] == ["clone"]]
     assert clone[0]["args"] == [{"index": 0, "value": FORK_FLAGS, "op": "SCMP_CMP_EQ"}]
+
+
+@pytest.mark.podman
+@pytest.mark.root
+def test_battery_in_podman_under_a_generated_policy(prober, tmp_path):
+    """The battery in a real container: locked down by trimcage's policy vs Podman's defaults."""
+    import tarfile
+    import uuid
+
+    from trimcage.policy.builder import build_policy
+    from trimcage.policy.interface import PolicyInputs
+    from trimcage.policy.render import run_command
+
+    tar = tmp_path / "rootfs.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(prober, arcname="probe")
+        info = tarfile.TarInfo("tmp")
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777
+        t.addfile(info)
+    policy = build_policy(PolicyInputs(syscalls=frozenset({"read", "write"}), user="0:0"))
+    assert policy.read_only_rootfs and policy.capabilities == ()
+    prof = tmp_path / "seccomp.json"
+    prof.write_text(json.dumps(prober_profile(policy.seccomp)))
+    name = f"localhost/trimcage-test-{uuid.uuid4().hex[:10]}:prober"
+    ulimits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096", "--network=none"]
+    assert subprocess.run(["podman", "import", str(tar), name], capture_output=True).returncode == 0
+    try:
+        argv = run_command(policy, name, engine="podman", profile=str(prof))
+        argv = ["podman", "--runtime", "runc", "run", *ulimits, *argv[2:], "/probe", *ATTACK_NAMES]
+        locked = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert locked.returncode == 0, locked.stderr
+        res = {r.attack: r for r in parse_results(locked.stdout)}
+        assert set(res) == set(ATTACK_NAMES)
+        assert [n for n, r in res.items() if not r.blocked] == []
+        assert res["exec_sh"].errno == "ENOENT" and res["write_root"].errno == "EROFS"
+        assert res["raw_socket"].errno == "EPERM"
+        bare = subprocess.run(["podman", "--runtime", "runc", "run", "--rm", *ulimits, name, "/probe",
+                               "write_root", "setuid_chmod", "x86_32_abi"],
+                              capture_output=True, text=True, timeout=120)
+        assert bare.returncode == 0, bare.stderr
+        open_ = {r.attack: r for r in parse_results(bare.stdout)}
+        assert not any(r.blocked for r in open_.values()), open_
+    finally:
+        subprocess.run(["podman", "rmi", "-f", name], capture_output=True)

@@ -47,6 +47,7 @@ from trimcage.image.interface import (
 from trimcage.util import dumps, sha256_bytes
 
 MAX_JSON = 16 << 20  # manifests, indexes and configs larger than this are refused
+MAX_MEMBERS = 100_000  # an image archive holds a few files per blob; far more is an attack
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -109,17 +110,24 @@ class TarSource(Source):
 
     def __init__(self, path: str | os.PathLike[str]):
         self.label = str(path)
+        self._tf: tarfile.TarFile | None = None
         try:
             if os.path.getsize(path) == 0:
                 raise HostileInputError(f"{path}: empty file, not an image archive")
             self._tf = tarfile.open(path, "r:")
-            members = self._tf.getmembers()
-        except HostileInputError:
+            members = []
+            for m in self._tf:
+                members.append(m)
+                if len(members) > MAX_MEMBERS:
+                    raise HostileInputError(f"{path}: more than {MAX_MEMBERS} archive members")
+        except BaseException as e:
+            if self._tf is not None:
+                self._tf.close()
+            if isinstance(e, FileNotFoundError):
+                raise TransportError(f"{path}: no such file") from e
+            if isinstance(e, (tarfile.TarError, EOFError, OSError)):
+                raise HostileInputError(f"{path}: not a readable tar archive ({e})") from e
             raise
-        except FileNotFoundError as e:
-            raise TransportError(f"{path}: no such file") from e
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise HostileInputError(f"{path}: not a readable tar archive ({e})") from e
         self._members: dict[str, tarfile.TarInfo] = {}
         for m in members:
             name = norm_member(m.name)
@@ -154,13 +162,15 @@ class TarSource(Source):
         m = self._resolve(name)
         if m is None:
             raise HostileInputError(f"{self.label}: member {name!r} is missing or not a regular file")
+        assert self._tf is not None
         f = self._tf.extractfile(m)
         if f is None:  # pragma: no cover - isreg() members always have a file
             raise HostileInputError(f"{self.label}: member {name!r} cannot be read")
         return f, m.size  # type: ignore[return-value]
 
     def close(self) -> None:
-        self._tf.close()
+        if self._tf is not None:
+            self._tf.close()
 
 
 class DirSource(Source):
@@ -485,7 +495,8 @@ class TarWriter:
             self._tf.addfile(_info(name, size), f)
 
     def close(self) -> None:
-        self._tf.close()
+        if self._tf is not None:
+            self._tf.close()
 
 
 def layout_blobs(image: Image, manifest: bytes) -> Iterator[tuple[str, str]]:

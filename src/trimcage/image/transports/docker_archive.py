@@ -78,16 +78,21 @@ class DockerArchiveTransport(Transport):
         lu.require_blobs(image, store)
         if ref.name:
             tags = [f"{ref.name}:{ref.tag or 'latest'}"]
-        elif image.name:
-            tags = [image.name if _has_tag(image.name) else f"{image.name}:latest"]
         else:
-            tags = []
+            tags = _tags_from_name(image.name)
         write_docker_archive(str(ref.path), image, store, tags)
         return sha256_bytes(lu.manifest_bytes(image, store, "docker"))
 
 
-def _has_tag(name: str) -> bool:
-    return name.rfind(":") > name.rfind("/") or "@" in name
+def _tags_from_name(name: str | None) -> list[str]:
+    """RepoTags for an image's own ``name``: ``[NAME:TAG]`` if it is a valid tag reference, else none."""
+    if not name:
+        return []
+    try:
+        repo, tag, digest = parse_docker_name(name)
+    except BadReferenceError:
+        return []
+    return [] if digest else [f"{repo}:{tag or 'latest'}"]
 
 
 def _short(tag: str) -> str:

@@ -435,3 +435,43 @@ def test_nginx_image_runs_under_docker_and_podman(kit, docker_daemon, podman, re
         _podman("rm", "-f", "-t", "0", pcont, check=False)
         _docker("rmi", "-f", dname, check=False)
         _podman("rmi", "-f", pname, check=False)
+
+
+# --- clear errors without a service ---------------------------------------------------------
+
+
+def test_docker_hub_name_resolves_and_fails_clearly():
+    """``docker://nginx`` is Docker Hub's library/nginx; unreachable here, it fails in one clear line."""
+    ref = reg.TRANSPORT.parse("//nginx")
+    assert reg.split_name(ref.name) == ("docker.io", "library/nginx")
+    client = reg.RegistryClient("docker.io")
+    assert client.api_host == "registry-1.docker.io"
+    client.retries = 1
+    client.timeout = (3.0, 3.0)
+    with pytest.raises(ImageError, match=r"^docker://docker.io: cannot connect to registry-1.docker.io"):
+        client.get_manifest("library/nginx", "latest")
+
+
+def test_docker_daemon_socket_errors(tmp_path, monkeypatch):
+    from trimcage.image.store import Store
+    from trimcage.image.transports import docker_daemon
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    assert docker_daemon.socket_path() == f"{tmp_path}/no.sock"
+    with pytest.raises(ImageError, match=rf"cannot talk to the Docker daemon at {tmp_path}/no.sock"):
+        _read("docker-daemon:busybox:latest", Store(tmp_path / "s"))
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    with pytest.raises(ImageError, match="only unix:// sockets"):
+        _read("docker-daemon:busybox:latest", Store(tmp_path / "s"))
+    with pytest.raises(ImageError, match="cannot write to an image ID"):
+        _write("docker-daemon:sha256:" + "a" * 64, None, Store(tmp_path / "s"))
+
+
+@pytest.mark.parametrize("transport", ["docker-daemon", "containers-storage"])
+@pytest.mark.parametrize("rest", ["nginx:1.25", "127.0.0.1:5000/a/b:t", "sha256:" + "c" * 64, "nginx"])
+def test_local_engine_references_round_trip(transport, rest):
+    from trimcage.image.reference import format_reference, parse_reference
+
+    assert format_reference(parse_reference(f"{transport}:{rest}")) == f"{transport}:{rest}"
+    with pytest.raises(BadReferenceError):
+        parse_reference(f"{transport}:Bad Name")

@@ -28,8 +28,8 @@ SYSCALL_ATTACKS = ("raw_socket", "packet_socket", "unshare_user", "setns", "moun
 
 
 @pytest.fixture(scope="module")
-def prober(tmp_path_factory):
-    os.environ.setdefault("TRIMCAGE_HOME", str(tmp_path_factory.mktemp("home")))
+def prober():
+    """The prober, built once into the session's store (TRIMCAGE_HOME) and reused."""
     return prober_path()
 
 

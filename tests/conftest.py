@@ -43,3 +43,23 @@ def run_cli(*args: str, check: bool = False, env: dict | None = None, timeout: f
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """``sample("nginx")`` -> ``samples.build.Sample`` (``.name``, ``.path`` oci-archive, ``.meta``).
+
+    Builds the sample into ``$TRIMCAGE_SAMPLES`` on first use (mmdebstrap, needs
+    the Debian mirror) and reuses it while its recipe hash is unchanged.
+    Mark tests that use it with ``@pytest.mark.samples``.
+    """
+    from samples.build import ensure
+
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = ensure(name)
+        return made[name]
+
+    return get

@@ -124,6 +124,10 @@ def parse_reference(s: str) -> ImageReference:
             raise BadReferenceError(f"invalid image reference {s!r}: transport {prefix} returned {ref.transport}")
         return ref
     kind = detect_path(s)
+    if kind is None and os.path.lexists(s):
+        raise BadReferenceError(
+            f"invalid image reference {s!r}: the path exists but is not an OCI layout directory, "
+            "an OCI archive or a docker archive")
     if kind is None:
         raise BadReferenceError(
             f"invalid image reference {s!r}: not TRANSPORT:REST with a known transport "

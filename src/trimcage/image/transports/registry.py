@@ -263,8 +263,12 @@ class RegistryClient:
                 h = dict(headers or {})
                 h.update(self.auth.headers(scope))
                 data = body() if body is not None else None
-                return self.session.request(method, url, headers=h, data=data, timeout=self.timeout,
-                                            verify=self.verify, **kw)
+                try:
+                    return self.session.request(method, url, headers=h, data=data, timeout=self.timeout,
+                                                verify=self.verify, **kw)
+                finally:
+                    if hasattr(data, "close"):
+                        data.close()
             try:
                 r = self._with_retries(send)
             except requests.RequestException as e:

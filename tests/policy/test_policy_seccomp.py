@@ -60,12 +60,13 @@ def _docker_by_hand() -> set[str]:
 def test_docker_default_counts():
     allowed = docker_default_allowed()
     assert allowed == _docker_by_hand()
-    # The data README says 294 of 362; moby's include/exclude rules evaluated for
-    # amd64 with Docker's 14 default capabilities give 295 (clone, socket and
-    # personality under argument rules; chroot via CAP_SYS_CHROOT).
+    # The data README's "294 of 362" is the profile without any capability-gated
+    # rule; with Docker's 14 default capabilities CAP_SYS_CHROOT adds chroot: 295.
     assert len(all_syscalls()) == 362
+    assert len(docker_default_allowed(())) == 294
+    assert len(all_syscalls() - docker_default_allowed(())) == 68
+    assert allowed - docker_default_allowed(()) == {"chroot"}
     assert len(allowed) == 295
-    assert len(all_syscalls() - allowed) == 67
     for name in ("mount", "unshare", "setns", "bpf", "keyctl", "add_key", "clone3",
                  "io_uring_setup", "userfaultfd", "kexec_load", "reboot", "iopl"):
         assert name not in allowed, name

@@ -7,6 +7,7 @@ import sys
 from typing import Any, Iterable, Mapping
 
 from trimcage.policy.interface import Policy
+from trimcage.policy.seccomp import DEFAULT_CAPS
 from trimcage.report.interface import ImageStats, Report, SurfaceMetrics
 from trimcage.report.metrics import docker_default_metrics, profile_metrics
 from trimcage.util import dump_pretty, write_atomic
@@ -86,7 +87,7 @@ def render_table(report: Report, *, color: bool | None = None) -> str:
         ("shellcode payloads broken", f"{s.payloads_broken}/{s.payloads_total}",
          f"{d.payloads_broken}/{d.payloads_total}"),
         ("32-bit x86 ABI", "on" if s.x86_abi else "off", "on" if d.x86_abi else "off"),
-        ("capabilities", str(len(report.capabilities)), "14"),
+        ("capabilities", str(len(report.capabilities)), str(len(DEFAULT_CAPS))),
         ("read-only root", "yes" if report.read_only_rootfs else "no", "no"),
     ])
     lines.append("")

@@ -188,6 +188,12 @@ def test_generated_profile_compiles_with_libseccomp():
                          {"clone": {"0": (FORK_FLAGS,)}, "socket": {"0": (2, 10), "1": (1,)},
                           "personality": {"0": (0xFFFFFFFF,)}})
     assert compile_profile(wider) != bpf
+    both = make_seccomp({"read", "openat", "clone", "socket"},
+                        {"clone": {"0": (FORK_FLAGS,)}, "socket": {"0": (2,), "1": (1,)}},
+                        needs_32bit=True)
+    assert len(compile_profile(both)) > len(compile_profile(make_seccomp(
+        {"read", "openat", "clone", "socket"},
+        {"clone": {"0": (FORK_FLAGS,)}, "socket": {"0": (2,), "1": (1,)}})))  # two arches
 
 
 def test_load_profile_roundtrip(tmp_path):

@@ -109,3 +109,22 @@ def test_two_nginx_traces_at_once_on_port_80(tmp_path, nginx_root):
         assert doc["probes"] == [{"probe": {"http": "http://127.0.0.1:80/"}, "ok": True, "status": 200,
                                   "digest": doc["probes"][0]["digest"], "error": None}]
     assert leftovers() == []
+
+
+@pytest.mark.samples
+@pytest.mark.slow
+def test_nginx_sample_image_with_its_probes(tmp_path, sample):
+    s = sample("nginx")
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps(s.meta["probes"]))
+    out = tmp_path / "out"
+    cp = tc("trace", f"oci-archive:{s.path}", "-o", str(out), "--probe-file", str(probes), "--json")
+    assert cp.returncode == 0, cp.stderr
+    doc = json.loads((out / "trace.json").read_text())
+    assert json.loads(cp.stdout) == doc
+    assert all(p["ok"] for p in doc["probes"]) and len(doc["probes"]) == len(s.meta["probes"])
+    assert "/etc/nginx/nginx.conf" in doc["files"] and "/usr/sbin/nginx" in doc["files"]
+    # the sample links its logs to /dev/stdout and /dev/stderr: not writes to the root file system
+    assert doc["symlinks"]["/var/log/nginx/access.log"] == "/dev/stdout"
+    assert "/var/log/nginx/access.log" not in doc["writes"]
+    assert leftovers() == []

@@ -37,10 +37,42 @@ def add_container_options(p: argparse.ArgumentParser, *, run: bool) -> None:
                    help="replace the image's Cmd")
 
 
+def split_command(args: argparse.Namespace) -> None:
+    """Separate options given after IMAGE from the command (``argparse.REMAINDER`` takes both).
+
+    ``IMAGE [OPTIONS] -- CMD ARGS`` and Docker's ``IMAGE CMD ARGS`` both work; options
+    after IMAGE are parsed again, the command ends up in ``args.cmd``.
+    """
+    from trimcage.errors import UsageError
+
+    p: argparse.ArgumentParser = args._parser
+    rem = list(args.cmd or [])
+    if "--" in rem:
+        i = rem.index("--")
+        before, cmd = rem[:i], rem[i + 1:]
+    else:
+        before, cmd = rem, []
+    if before:
+        sub = p.parse_args(before)
+        for k, v in vars(sub).items():
+            if k in ("image", "cmd", "func", "_parser") or v == p.get_default(k):
+                continue
+            cur = getattr(args, k)
+            setattr(args, k, cur + v if isinstance(v, list) and isinstance(cur, list) else v)
+        extra = ([sub.image] if sub.image else []) + list(sub.cmd or [])
+        if extra and cmd:
+            raise UsageError(f"unexpected arguments before '--': {' '.join(extra)}")
+        cmd = extra + cmd if extra else cmd
+    args.cmd = cmd
+
+
 def target_from_args(args: argparse.Namespace) -> Target:
     from trimcage.errors import UsageError
     from trimcage.trace import target as tg
 
+    if hasattr(args, "_parser"):
+        split_command(args)
+        del args._parser
     if args.rootfs and args.image:  # with --rootfs every positional is the command
         args.cmd = [args.image] + list(args.cmd or [])
         args.image = None
@@ -54,8 +86,6 @@ def target_from_args(args: argparse.Namespace) -> Target:
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     cmd = list(args.cmd or [])
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
     return RunOptions(
         entrypoint=(args.entrypoint,) if args.entrypoint else None,
         cmd=tuple(cmd) or None,
@@ -76,7 +106,7 @@ def add_parser(sub: Any) -> None:
                                    "Docker's default capabilities, no-new-privileges, optional seccomp "
                                    "profile. Exits with the container's exit code.")
     add_container_options(p, run=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:

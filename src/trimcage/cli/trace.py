@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> None:
                    help="output directory (default %(default)s)")
     p.add_argument("--keep-log", action="store_true", help="also keep the raw strace log as DIR/strace.log")
     p.add_argument("--json", action="store_true", help="print trace.json to stdout")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _parser=p)
 
 
 def probes_from_args(args: argparse.Namespace) -> tuple:

@@ -82,7 +82,8 @@ def interpreter(root: str, path: str) -> str | None:
 
 
 def enrich(doc: dict[str, Any], root: str) -> None:
-    """Add interpreters, ``resolved`` paths and ``symlinks`` to ``doc`` in place."""
+    """Add interpreters, ``resolved`` paths and ``symlinks`` to ``doc`` in place;
+    drop from ``writes`` the paths that resolve into a tmpfs or virtual mount."""
     files: dict[str, Any] = doc["files"]
     todo = [p for p, f in files.items() if any(o["op"] == "exec" and o["ok"] for o in f["ops"])]
     seen: set[str] = set()
@@ -107,4 +108,8 @@ def enrich(doc: dict[str, Any], root: str) -> None:
             if real not in files:
                 files[real] = {"ops": [dict(o, via=path) for o in files[path]["ops"] if o["ok"]]}
     doc["files"] = {k: files[k] for k in sorted(files)}
+    tmpfs = ("/tmp", "/run", "/dev", "/proc", "/sys")
+    doc["writes"] = [w for w in doc.get("writes", [])
+                     if not any(files[w].get("resolved", w) == t or files[w].get("resolved", w).startswith(t + "/")
+                                for t in tmpfs)]
     doc["symlinks"] = dict(sorted(links.items()))

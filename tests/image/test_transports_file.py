@@ -450,3 +450,20 @@ def test_docker_archive_oci_inside_form_with_linked_layers(tmp_path, store, buil
     got, want = flatten(img, s), flatten(built, store)
     assert {p: e.replace(layer=0) for p, e in got.items()} == dict(want.items())
     assert {e.layer for e in got.iter_entries()} == {1}  # the second copy of the layer wrote everything
+
+
+def test_oci_layout_dir_wrong_digest_and_foreign_dir(tmp_path, store, built):
+    d = tmp_path / "layout"
+    write_image(f"oci:{d}:v1", built, store)
+    config = d / lu.blob_member(built.config_blob.digest)
+    data = config.read_bytes()
+    config.write_bytes(data.replace(b'"amd64"', b'"arm64"'))  # same size, other bytes
+    with pytest.raises(DigestMismatchError, match="config") as ei:
+        read_image(f"oci:{d}:v1", Store(tmp_path / "s"))
+    _one_line(ei.value)
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ImageError, match="not an OCI layout"):
+        write_image(f"oci:{foreign}", built, store)
+    assert sorted(p.name for p in foreign.iterdir()) == ["cat.jpg"]

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from typing import Any, Mapping
 
-from trimcage.errors import TrimcageError
+from trimcage.verify.interface import VerifyError
 from trimcage.util import atomic_path, sha256_bytes
 
 
-class AttackError(TrimcageError):
+class AttackError(VerifyError):
     """The prober cannot be built, or its output is malformed."""
 
 

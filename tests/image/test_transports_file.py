@@ -34,6 +34,8 @@ from trimcage.util import dumps, sha256_bytes
 
 T0 = 1_600_000_000
 CAP_BYTES = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
+# the trees carry a security.capability xattr and the archives are loaded into daemons: root only
+pytestmark = pytest.mark.root
 RUN = ["--runtime", "runc", "run", "--rm", "--network", "host", "--ulimit", "nofile=1024:1024",
        "--ulimit", "nproc=4096:4096"]
 

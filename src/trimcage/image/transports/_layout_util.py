@@ -499,7 +499,7 @@ class TarWriter:
             self._tf.close()
 
 
-def layout_blobs(image: Image, manifest: bytes) -> Iterator[tuple[str, str]]:
+def layout_blobs(image: Image) -> Iterator[tuple[str, str]]:
     """Digests the layout must hold for ``image``, with a role label: config, then layers."""
     yield image.config_blob.digest, "config"
     for i, b in enumerate(image.layers):
@@ -507,7 +507,7 @@ def layout_blobs(image: Image, manifest: bytes) -> Iterator[tuple[str, str]]:
 
 
 def require_blobs(image: Image, store: StoreLike) -> None:
-    for digest, what in layout_blobs(image, b""):
+    for digest, what in layout_blobs(image):
         if not store.has_blob(digest):
             raise ImageError(f"{what} {digest} of the image is not in the store")
 

@@ -43,7 +43,7 @@ class OciArchiveTransport(Transport):
 def write_oci_archive(path: str, image: Image, manifest: bytes, store: StoreLike, tag: str | None) -> None:
     """Write a one-image OCI archive at ``path`` atomically and deterministically."""
     blobs: dict[str, str] = {}
-    for digest, _what in lu.layout_blobs(image, manifest):
+    for digest, _what in lu.layout_blobs(image):
         blobs[digest] = store.blob_path(digest)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         tw = lu.TarWriter(f)

@@ -89,7 +89,7 @@ def write_layout(root: Path, image: Image, manifest: bytes, store: StoreLike) ->
     """Put config, layers and ``manifest`` under ``root/blobs/sha256/`` (each write atomic)."""
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    for digest, _what in lu.layout_blobs(image, manifest):
+    for digest, _what in lu.layout_blobs(image):
         target = root / lu.blob_member(digest)
         if target.is_file() and not target.is_symlink():
             continue

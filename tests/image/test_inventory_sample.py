@@ -13,6 +13,18 @@ from trimcage.image.inventory import RootfsReader, inventory
 pytestmark = [pytest.mark.samples, pytest.mark.slow]
 
 
+@pytest.fixture
+def nginx(request):
+    """The nginx sample, through the suite's ``sample`` fixture when it exists, else built by samples.build."""
+    try:
+        sample = request.getfixturevalue("sample")
+    except pytest.FixtureLookupError:
+        from samples.build import ensure
+
+        return ensure("nginx")
+    return sample("nginx")
+
+
 def _blob(outer: tarfile.TarFile, digest: str) -> tarfile.ExFileObject:
     algo, hexd = digest.split(":", 1)
     f = outer.extractfile(f"blobs/{algo}/{hexd}")
@@ -60,12 +72,13 @@ def tar_tree(archive: str) -> tuple[dict[str, tarfile.TarInfo], set[str]]:
     return tree, magic & set(tree)
 
 
-def test_nginx_inventory_against_the_layer_tarballs(sample, store):
+def test_nginx_inventory_against_the_layer_tarballs(nginx, shared_store):
     from trimcage.image.api import read_image
     from trimcage.image.extract import rootfs
     from trimcage.image.flatten import flatten
 
-    s = sample("nginx")
+    s = nginx
+    store = shared_store  # the session's store: the unpacked rootfs is shared with other tests
     image = read_image(f"oci-archive:{s.path}", store)
     index = flatten(image, store)
     inv = inventory(image, index, RootfsReader(rootfs(image, store)))

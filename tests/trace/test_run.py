@@ -1,6 +1,8 @@
 """`trimcage run` under the embedded runtime: config, capabilities, errors, no leftovers."""
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -48,4 +50,25 @@ def test_missing_binary_is_one_line_exit_2(tmp_path, tiny_root):
     assert cp.stderr.count("\n") == 1 and "'/bin/nonexistent' not found" in cp.stderr
     cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--user", "nosuchuser")
     assert cp.returncode == 2 and "nosuchuser" in cp.stderr
+    assert leftovers() == []
+
+
+def test_sigterm_is_forwarded_to_the_entrypoint(tmp_path, tiny_root):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.trace.conftest import RUNNER
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "sleep", "60"]})
+    p = subprocess.Popen([sys.executable, "-c", RUNNER, "run", "--rootfs", str(tiny_root), "--image-config", cfg])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(
+            "trimcage-run-" in Path(f"/proc/{d}/cmdline").read_text(errors="replace")
+            for d in os.listdir("/proc") if d.isdigit() and os.path.exists(f"/proc/{d}/cmdline")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(90)
+    assert rc == 128 + signal.SIGTERM      # a finished sleep would exit 0: the signal reached /bin/t
     assert leftovers() == []

@@ -403,6 +403,7 @@ def _probe(port: int, container_alive) -> int:
 @pytest.mark.docker
 @pytest.mark.podman
 @pytest.mark.registry
+@pytest.mark.samples
 @pytest.mark.slow
 def test_nginx_image_runs_under_docker_and_podman(kit, docker_daemon, podman, registry_anon, nginx_image, store,
                                                   tmp_path, unique):

@@ -16,9 +16,10 @@ A sample is made in three steps:
    deterministic gzip layer, times clamped to :data:`SOURCE_DATE_EPOCH`) with
    the recipe's runtime config, written with ``write_image("oci-archive:...")``;
 3. a check (unless ``--no-check``): the entrypoint is started in the rootfs
-   under bubblewrap (own pid/ipc/uts namespaces, host network, ``/tmp`` and
+   under bubblewrap (own pid/ipc/uts/network namespaces, ``/tmp`` and
    ``/run`` as tmpfs, the configured user via ``setpriv``) and the recipe's
-   probes must pass (services) or the output must match (jobs).
+   probes must pass inside the sandbox's network namespace (services) or the
+   output must match (jobs).
 
 Outputs go to ``$TRIMCAGE_SAMPLES`` (default ``$TRIMCAGE_HOME/samples``,
 default ``~/.cache/trimcage/samples``): ``<name>.oci.tar`` and ``<name>.json``
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import ctypes
 import dataclasses
 import datetime
 import fcntl
@@ -290,7 +292,7 @@ def bwrap_command(root: Path, config: dict[str, Any]) -> list[str]:
     """A bubblewrap command line that runs the image's entrypoint in ``root`` as the runtime would."""
     cmd = ["bwrap", "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev",
            "--perms", "1777", "--tmpfs", "/dev/shm", "--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/run",
-           "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--clearenv"]
     for e in config.get("Env", []):
         k, _, v = e.partition("=")
@@ -304,8 +306,59 @@ def bwrap_command(root: Path, config: dict[str, Any]) -> list[str]:
     return cmd + argv
 
 
+_CLONE_NEWNET = 0x40000000
+
+
+def _child_pid(pid: int, timeout: float = 10.0) -> int | None:
+    """The first child of ``pid`` (bubblewrap's sandboxed side), waiting for it to appear."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    return None
+
+
+def probe_in_netns(pid: int, probe: dict[str, Any], timeout: float = 5.0) -> tuple[bool, str]:
+    """Run :func:`run_probe` inside the network namespace of process ``pid``.
+
+    A helper thread joins the namespace with ``setns`` (which moves only the
+    calling thread), so the sandbox's loopback ports never meet the host's.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list[tuple[bool, str]] = []
+
+    def target() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        except OSError as e:
+            result.append((False, f"no network namespace: {e}"))
+            return
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                result.append((False, f"setns: {os.strerror(ctypes.get_errno())}"))
+                return
+        finally:
+            os.close(fd)
+        result.append(run_probe(probe, timeout))
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join()
+    return result[0] if result else (False, "probe thread failed")
+
+
 def run_probe(probe: dict[str, Any], timeout: float = 5.0) -> tuple[bool, str]:
-    """Run one probe from the host (shared probe format); return (passed, detail)."""
+    """Run one probe in the caller's network namespace (shared probe format); return (passed, detail).
+
+    ``http``: GET, status must equal ``expect_status`` (default 200); ``tcp``:
+    connect, send ``send``, the reply must contain ``expect``; ``cmd``: a host
+    shell command that must exit 0. ``exec`` is not supported here.
+    """
     try:
         if "http" in probe:
             try:
@@ -347,12 +400,15 @@ def check_rootfs(name: str, root: Path, recipe: dict[str, Any], config: dict[str
                                 start_new_session=True)
         try:
             deadline = time.monotonic() + CHECK_TIMEOUT
+            inner = _child_pid(proc.pid)
+            if inner is None:
+                raise SampleError(f"{name}: check failed: bubblewrap did not start")
             pending = list(recipe["probes"])
             detail = ""
             while pending:
                 if proc.poll() is not None:
                     break
-                ok, detail = run_probe(pending[0])
+                ok, detail = probe_in_netns(inner, pending[0])
                 if ok:
                     pending.pop(0)
                     continue

@@ -81,3 +81,49 @@ def test_render_text_cuts_lists_and_escapes_control_characters():
     assert rows["world-writable (1)"] == "/tmp (sticky)"
     assert rows["layers"] == "2 (3.0 MiB compressed)" and rows["platform"] == "linux/amd64"
     assert rows["files"].startswith("3 regular (2.0 KiB)")
+
+
+def _tiny_image(tmp_path, status: str) -> str:
+    """A one-layer image built with trimcage's writer from a small tree holding a dpkg status."""
+    import shutil
+    from pathlib import Path
+
+    from trimcage.image.api import write_image
+    from trimcage.image.store import Store
+    from trimcage.image.writer import build_image, scan_directory
+
+    root = tmp_path / "tree"
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copy("/usr/bin/dash", root / "usr/bin/dash")
+    (root / "usr/bin/sh").symlink_to("dash")
+    (root / "usr/bin/loop").symlink_to("loop2")  # a symlink loop is skipped, not followed forever
+    (root / "usr/bin/loop2").symlink_to("loop")
+    (root / "etc/passwd").symlink_to("../../../../etc/shadow")  # resolves inside the image: missing
+    (root / "var/lib/dpkg/status").write_text(status)
+    store = Store(tmp_path / "build-store")
+    image = build_image(store, Path(root), scan_directory(Path(root)).iter_entries(), {"Cmd": ["/usr/bin/sh"]})
+    out = tmp_path / "tiny.tar"
+    write_image(f"oci-archive:{out}", image, store)
+    return f"oci-archive:{out}"
+
+
+def test_inspect_tiny_image(cli, tmp_path):
+    ref = _tiny_image(tmp_path, "Package: dash\nStatus: install ok installed\nVersion: 0.5.12-2\n")
+    cp = cli("inspect", ref, "--json", env={"TRIMCAGE_HOME": str(tmp_path / "home")}, check=True)
+    j = json.loads(cp.stdout)
+    assert KEYS <= set(j)
+    assert [p["name"] for p in j["packages"]] == ["dash"]
+    assert j["shells"] == [{"path": "/usr/bin/dash"}, {"path": "/usr/bin/sh", "target": "/usr/bin/dash"}]
+    assert j["login_accounts"] == [] and j["os"] is None
+    assert (j["files"], j["symlinks"], j["elf_executables"]) == (2, 4, 1)
+    assert j["config"]["cmd"] == ["/usr/bin/sh"]
+
+
+def test_inspect_corrupt_package_database_exits_2(cli, tmp_path):
+    ref = _tiny_image(tmp_path, "Package: dash\nStatus: install ok installed\ngarbage\n")
+    cp = cli("inspect", ref, env={"TRIMCAGE_HOME": str(tmp_path / "home")})
+    assert cp.returncode == 2 and cp.stdout == ""
+    assert cp.stderr.strip() == ("trimcage inspect: /var/lib/dpkg/status: line 3: "
+                                 "not a 'Field: value' line: 'garbage'")

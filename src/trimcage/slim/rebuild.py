@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -22,17 +21,17 @@ LABEL_MODE = "org.trimcage.mode"
 def reader_for(root: Path, index: Index):
     """Return ``read(path) -> bytes`` over an extracted rootfs.
 
-    ``path`` is resolved through the index's symlinks first; the final open
-    refuses a symlink (``O_NOFOLLOW``), and the index guarantees that every
-    parent is a real directory, so nothing outside ``root`` is read.
+    ``path`` is resolved through the index's symlinks first, then opened
+    without following any link (``writer.open_beneath``), so nothing outside
+    ``root`` is read. Raise ``FileNotFoundError`` when it is not a file.
     """
+    from trimcage.image.writer import open_beneath
 
     def read(path: str) -> bytes:
         real = index.resolve(path)
         if real is None or not index[real].is_file:
             raise FileNotFoundError(path)
-        fd = os.open(os.path.join(root, real.lstrip("/")), os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
+        with open_beneath(root, real) as f:
             return f.read()
 
     return read

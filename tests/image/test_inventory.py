@@ -197,3 +197,13 @@ def test_empty_image_has_no_os_and_no_packages(tmp_path):
     j = inv.to_json()
     assert j["os"] is None and j["packages"] == [] and j["files"] == 0 and j["config"]["entrypoint"] is None
     assert j["image"]["reference"] == "example:1"
+
+
+def test_hostile_runtime_config_does_not_crash(tmp_path):
+    (tmp_path / "r").mkdir()
+    img = _image({})
+    for rc in ([1, 2], {"Entrypoint": "not a list", "Labels": ["x"], "ExposedPorts": "80", "Env": [1]}):
+        bad = Image(config_blob=img.config_blob, config={"config": rc, "os": ["x"]}, layers=img.layers,
+                    manifest_digest=img.manifest_digest)
+        j = inventory(bad, _scan(tmp_path / "r"), RootfsReader(tmp_path / "r")).to_json()
+        assert j["config"]["entrypoint"] is None and j["config"]["labels"] == {} and j["config"]["exposed_ports"] == []

@@ -292,6 +292,8 @@ def _read_text(index: Index, read: Reader, path: str) -> str | None:
 
 def _config_json(image: Image) -> dict[str, Any]:
     rc = image.runtime_config
+    if not isinstance(rc, Mapping):  # a hostile config: report nothing rather than crash
+        rc = {}
 
     def lst(key: str) -> list[str] | None:
         v = rc.get(key)
@@ -312,12 +314,13 @@ def _config_json(image: Image) -> dict[str, Any]:
 
 
 def _image_json(image: Image, reference: str | None) -> dict[str, Any]:
+    cfg = image.config if isinstance(image.config, Mapping) else {}
     return {
         "reference": reference or image.name or "", "name": image.name or "",
         "manifest_digest": image.manifest_digest, "image_id": image.image_id,
         "layers": len(image.layers), "compressed_size": sum(b.size for b in image.layers),
-        "architecture": str(image.config.get("architecture") or ""), "os": str(image.config.get("os") or ""),
-        "created": str(image.config.get("created") or ""),
+        "architecture": str(cfg.get("architecture") or ""), "os": str(cfg.get("os") or ""),
+        "created": str(cfg.get("created") or ""),
     }
 
 

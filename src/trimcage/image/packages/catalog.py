@@ -8,14 +8,14 @@ module-level :func:`catalog` runs them all. File content is read through the
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from typing import Protocol
 
-from trimcage.image.interface import DIR, Index, REG, HARDLINK
+from trimcage.image.interface import DIR, HARDLINK, REG, Index
 from trimcage.image.packages.interface import Package, PackageDatabaseError, Reader
 from trimcage.image.packages.parse_apk_installed import parse_apk_installed
 from trimcage.image.packages.parse_dpkg_status import parse_dpkg_list, parse_dpkg_status
-import dataclasses
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_INFO = "/var/lib/dpkg/info"

@@ -26,7 +26,7 @@ import os
 import re
 import time
 from typing import Any, Callable, Mapping
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 from trimcage.image.interface import (
     DOCKER_CONFIG,
@@ -257,11 +257,14 @@ class RegistryClient:
 
         if not url.startswith(("http://", "https://")):
             url = self.base_url() + url
+        # Credentials go only to the registry itself, never to a host an upload Location names.
+        same_host = urlsplit(url).netloc == urlsplit(self.base_url()).netloc
         scope = f"repository:{repo}:{'pull,push' if push else 'pull'}"
         for attempt in range(3):
             def send() -> Any:
                 h = dict(headers or {})
-                h.update(self.auth.headers(scope))
+                if same_host:
+                    h.update(self.auth.headers(scope))
                 data = body() if body is not None else None
                 try:
                     return self.session.request(method, url, headers=h, data=data, timeout=self.timeout,

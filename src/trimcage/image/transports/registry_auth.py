@@ -163,8 +163,8 @@ class RegistryAuth:
         challenges = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
         for ch in challenges:
             if ch.scheme == "bearer" and ch.params.get("realm"):
-                if scope in self._tokens and "error" not in ch.params:
-                    return False
+                # A token we hold that lacks access will not gain it by asking again; an
+                # expired or invalid one is replaced (callers bound the number of retries).
                 if scope in self._tokens and ch.params.get("error") == "insufficient_scope":
                     return False
                 self._tokens[scope] = self._fetch_token(ch, scope)

@@ -34,13 +34,13 @@ def target():
     os.rmdir(path)
 
 
-def _pax_with(names: dict[str, str]) -> bytes:
+def _pax_with(names: dict[str, str], **pax: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for name, linkname in names.items():
             ti = tarfile.TarInfo("placeholder")
             ti.type, ti.linkname = tarfile.SYMTYPE, linkname
-            ti.pax_headers = {"path": name}  # PAX names may hold a NUL; ustar ones cannot
+            ti.pax_headers = {"path": name, **pax}  # PAX names may hold a NUL; ustar ones cannot
             tf.addfile(ti)
     return buf.getvalue()
 
@@ -83,6 +83,10 @@ def cases(target: str) -> dict[str, list[bytes]]:
         "zero-bytes": [b""],
         "zero-bytes-gzip": [gz(b"")],
         "nul-in-name": [_pax_with({"a\0b": "x"})],
+        "mtime-infinite": [_pax_with({"a": "x"}, mtime="inf")],
+        "mtime-nan": [_pax_with({"a": "x"}, mtime="nan")],
+        "uid-huge": [tar_bytes([M("a", uid=2**40)])],
+        "gid-negative": [_pax_with({"a": "x"}, gid="-5")],
     }
 
 

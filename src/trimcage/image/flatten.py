@@ -39,6 +39,8 @@ INDEX_FORMAT = 1           # bump when the cached JSON or the flattening rules c
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 AUFS_META = ".wh..wh."
+MAX_ID = 2**32 - 1         # uid/gid (-1 means "unchanged" to chown)
+MAX_MTIME = 2**40          # seconds either side of 1970: well inside what utimensat takes
 
 LayerSource = tuple[str, str, "str | None"]  # blob path, label for messages, diff_id to verify
 
@@ -140,6 +142,10 @@ class _Tree:
 
     def member(self, p: str, ti: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
         name = ti.name
+        if not (0 <= ti.uid < MAX_ID and 0 <= ti.gid < MAX_ID):
+            raise self.fail(name, f"owner {ti.uid}:{ti.gid} out of range")
+        if not -MAX_MTIME < ti.mtime < MAX_MTIME:  # also false for NaN
+            raise self.fail(name, f"mtime {ti.mtime} out of range")
         common: dict[str, Any] = dict(mode=ti.mode & 0o7777, uid=ti.uid, gid=ti.gid, mtime=int(ti.mtime),
                                       layer=self.layer, uname=ti.uname, gname=ti.gname)
         xattrs = {k[13:]: v.encode("utf-8", "surrogateescape")

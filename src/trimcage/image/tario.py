@@ -95,13 +95,6 @@ def _decompressor(raw: IO[bytes]) -> IO[bytes]:
     return raw
 
 
-def compression_of(path: str | Path) -> str:
-    """Return ``"gzip"``, ``"zstd"`` or ``"none"`` from the blob's magic bytes."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head == ZSTD_MAGIC else "none"
-
-
 def member_path(name: str, label: str) -> str:
     """Return the normalised absolute in-image path of tar member name ``name``.
 

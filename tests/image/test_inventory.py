@@ -48,6 +48,7 @@ def test_elf_kind_on_gcc_output(elves):
     assert elf_kind(b"\x7fELF\x02\x01" + b"\0" * 14) == "other"
 
 
+@pytest.mark.root  # setcap needs CAP_SETFCAP
 def test_decode_capabilities_matches_getcap(tmp_path):
     f = tmp_path / "ping"
     f.write_bytes(b"x")
@@ -138,6 +139,7 @@ def tree(tmp_path, elves) -> Path:
     return r
 
 
+@pytest.mark.root  # the tree carries a file capability (setcap)
 def test_inventory_of_a_built_tree(tree):
     idx = _scan(tree)
     runtime = {"Entrypoint": ["/usr/bin/app"], "Cmd": ["-v"], "User": "1000:1000", "Env": ["PATH=/usr/bin"],
@@ -182,6 +184,7 @@ def test_inventory_of_a_built_tree(tree):
     assert json.dumps(again.to_json(), sort_keys=True) == json.dumps(j, sort_keys=True)
 
 
+@pytest.mark.root
 def test_reader_refuses_symlinks_and_dotdot(tree, tmp_path):
     reader = RootfsReader(tree)
     assert reader("/usr/lib/os-release").startswith(b"PRETTY_NAME")

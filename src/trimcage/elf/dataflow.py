@@ -38,6 +38,13 @@ for _n in range(8, 16):
     FAMILY.update({_full: _full, _full + "d": _full, _full + "w": _full, _full + "b": _full})
     WIDTH.update({_full: 64, _full + "d": 32, _full + "w": 16, _full + "b": 8})
 
+ALIASES: dict[str, tuple[str, ...]] = {}
+for _a, _f in FAMILY.items():
+    ALIASES.setdefault(_f, ())
+    ALIASES[_f] += (_a,)
+ALIASES = {f: tuple(sorted(set(a), key=len)) for f, a in ALIASES.items()}
+ALIASES.update({f: tuple(x for x in a if not any(y != x and y in x for y in a)) for f, a in ALIASES.items()})
+
 CALLER_SAVED = frozenset({"rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11"})
 PREFIXES = ("bnd ", "notrack ", "lock ", "rep ", "repe ", "repne ", "repz ", "repnz ", "data16 ", "addr32 ")
 TERMINATORS = frozenset({"jmp", "ret", "retf", "iretq", "iret", "ud2", "hlt", "ljmp", "sysret", "sysretq"})
@@ -66,8 +73,18 @@ _REG_RE = re.compile(r"\b([a-z][a-z0-9]{1,4})\b")
 _RIP_RE = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
 
 
+_MNEM: dict[str, str] = {}
+
+
 def mnemonic(m: str) -> str:
     """The mnemonic without prefixes (``bnd jmp`` -> ``jmp``)."""
+    r = _MNEM.get(m)
+    if r is None:
+        r = _MNEM[m] = _strip_prefixes(m)
+    return r
+
+
+def _strip_prefixes(m: str) -> str:
     while True:
         for p in PREFIXES:
             if m.startswith(p):
@@ -180,8 +197,9 @@ class FunctionFlow:
         if self._steps > self.budget:
             return (), (), "data flow too complex"
         if (i, reg) in path:
-            return (), (), None          # a loop adds no new value
-        path = path | {(i, reg)}
+            # already explored in this query: its values are in the union already
+            return (), (), None
+        path.add((i, reg))
         preds = self.preds[i]
         vals: list[Val] = []
         if i == 0:
@@ -202,6 +220,9 @@ class FunctionFlow:
             if reg in self.call_clobbers:
                 return UNKNOWN_CALL
             return self._before(p, reg, path)
+        if m not in IMPLICIT and not m.startswith(STRING_OPS) and \
+                not any(a in ops for a in ALIASES[reg]):
+            return self._before(p, reg, path)   # fast path: the register is not mentioned
         written = _written(m, ops)
         if reg not in written:
             return self._before(p, reg, path)

@@ -158,7 +158,8 @@ class Program:
                     continue
                 vals, w = self.resolve(regs[reg], coi, cf, where, depth + 1)
                 out |= vals
-                why = why or w
+                if w and not why:
+                    why = f"parameter {reg} of {fname} unknown at call site {where}: {w}"
             res = (frozenset(out), why)
         self._memo[key] = res
         return res

@@ -139,9 +139,10 @@ def podman() -> str:
 @pytest.fixture(scope="session")
 def kit():
     """This module's image-building helpers (``layer_tar``, ``image_from_layers``, ``free_port``)."""
-    import sys
+    import types
 
-    return sys.modules[__name__]
+    return types.SimpleNamespace(layer_tar=layer_tar, compress=compress, image_from_layers=image_from_layers,
+                                 free_port=free_port)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import stat
 import sys
 
@@ -215,3 +216,21 @@ def test_non_utf8_names_and_capabilities(tmp_path):
         except OSError as e:
             pytest.skip(f"no security xattrs here: {e}")
         assert got == cap
+
+
+def test_very_deep_tree(tmp_path):
+    """1500 nested directories: more than the fds a process may hold, less than PATH_MAX."""
+    deep = "/".join(["d"] * 1500)
+    ls = write_layers(tmp_path / "l", [tar_bytes([M(deep + "/f", data=b"bottom")])])
+    dest = tmp_path / "d"
+    extract(ls, None, dest)
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        for _ in range(1500):
+            nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        assert os.stat("f", dir_fd=fd).st_size == 6
+    finally:
+        os.close(fd)
+    shutil.rmtree(dest)

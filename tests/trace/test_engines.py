@@ -58,3 +58,15 @@ def test_run_passes_seccomp_caps_and_exit_code(tmp_path, nginx_root, engine):
     assert "Operation not permitted" in cp.stdout
     assert "CapEff:\t0000000000000000" in cp.stdout
     assert engine_leftovers(engine) == [] and leftovers() == []
+
+
+@pytest.mark.samples
+@pytest.mark.parametrize("engine", [pytest.param("docker", marks=pytest.mark.docker),
+                                    pytest.param("podman", marks=pytest.mark.podman)])
+def test_run_sample_image_through_the_image_api(sample, engine):
+    s = sample("nginx")
+    cp = tc("run", "--runtime", engine, f"oci-archive:{s.path}", "--entrypoint", "/bin/sh", "--user", "www-data",
+            "--", "-c", "id -u; test -f /etc/nginx/nginx.conf; exit 6", timeout=600)
+    assert cp.returncode == 6, cp.stderr
+    assert cp.stdout == "33\n"
+    assert engine_leftovers(engine) == [] and leftovers() == []

@@ -183,8 +183,8 @@ class _Dirs:
                 raise HostileInputError(f"cannot enter {sub} in the extraction without following a link: "
                                         f"{e.strerror}") from e
             self.fds[sub] = cur
-        while len(self.fds) > self.MAX_OPEN:
-            os.close(self.fds.popitem(last=False)[1])
+            if len(self.fds) > self.MAX_OPEN:  # never the newest: ``cur`` stays open
+                os.close(self.fds.popitem(last=False)[1])
         return cur
 
     def parent(self, path: str) -> tuple[int, str]:

@@ -32,6 +32,7 @@ MAX_LAYER_BYTES = 64 << 30        # uncompressed bytes of one layer
 MAX_META_BYTES = 1 << 20          # one PAX or GNU long-name header
 MAX_PATH_BYTES = 4096             # PATH_MAX
 MAX_NAME_BYTES = 255              # NAME_MAX, one path component
+MAX_DEPTH = 256                   # path components; deeper trees break recursive tools (shutil.rmtree)
 
 READ_CHUNK = 1 << 16              # measured best for tarfile's stream mode (see flatten)
 
@@ -100,7 +101,8 @@ def member_path(name: str, label: str) -> str:
 
     A leading ``/`` and ``.`` components are dropped (as Docker does); ``..``
     is applied lexically. Raise HostileInputError when ``..`` climbs above the
-    root or the name is longer than PATH_MAX / NAME_MAX allow.
+    root, the name holds a NUL, is longer than PATH_MAX / NAME_MAX allow or
+    deeper than MAX_DEPTH.
     """
     if "\0" in name:
         raise HostileInputError(f"{label}: entry {name!r} has a NUL byte in its name")
@@ -116,6 +118,8 @@ def member_path(name: str, label: str) -> str:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise HostileInputError(f"{label}: entry {name[:80]!r}...: a path component exceeds {MAX_NAME_BYTES} bytes")
         parts.append(part)
+    if len(parts) > MAX_DEPTH:
+        raise HostileInputError(f"{label}: entry {name[:80]!r}...: more than {MAX_DEPTH} levels deep")
     path = "/" + "/".join(parts)
     if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
         raise HostileInputError(f"{label}: entry {name[:80]!r}...: path exceeds {MAX_PATH_BYTES} bytes")

@@ -159,6 +159,11 @@ class Engine(Container):
             if pid > 0:
                 self.ns_pid = pid
                 return
+            if self.popen.poll() is not None:
+                err = _cli(self.runtime, "inspect", "-f", "{{.State.Error}}", self.name, check=False)
+                if err.returncode == 0 and not err.stdout.strip():
+                    self.ns_pid = 0  # it started and already finished (a quick job)
+                    return
             if self.popen.poll() is not None or time.monotonic() > deadline:
                 rc = self.popen.wait()
                 lines = self.output().decode(errors="replace").strip().splitlines()

@@ -86,6 +86,8 @@ def test_nginx_trace(tmp_path, nginx_root):
     assert doc["symlinks"]["/lib64"] == "usr/lib64"
     assert any(p["uid"] == 33 for p in doc["processes"])  # workers switched to www-data
     assert "/var/log/nginx/error.log" in doc["writes"]
+    # no event lost at the stop: every process's exit was recorded
+    assert all(p["exit_code"] is not None or p["killed_by"] for p in doc["processes"])
     assert leftovers() == []
 
 
@@ -128,3 +130,22 @@ def test_nginx_sample_image_with_its_probes(tmp_path, sample):
     assert doc["symlinks"]["/var/log/nginx/access.log"] == "/dev/stdout"
     assert "/var/log/nginx/access.log" not in doc["writes"]
     assert leftovers() == []
+
+
+def test_trace_as_non_root_user_drops_the_user_switch(tmp_path, tiny_root):
+    doc = trace_json(tmp_path, tiny_root, {"Entrypoint": ["/bin/t", "id"], "User": "nobody"})
+    assert doc["output"] == "uid=65534 gid=65534\n"
+    assert doc["user"] == {"uid": 65534, "gid": 65534}
+    [proc] = doc["processes"]
+    assert proc["uid"] == 65534 and proc["id_changes"] == []   # setpriv's setresuid is runtime setup
+    assert "setresuid" not in doc["syscalls"] and "setgroups" not in doc["syscalls"]
+    assert all(not p.startswith("/.trimcage") for p in doc["files"])
+
+
+@pytest.mark.parametrize("cfg", [{"Entrypoint": "/bin/t"}, {"Entrypoint": ["/bin/t"], "Env": {"A": "1"}},
+                                 {"Cmd": [1, 2]}, {}])
+def test_hostile_image_config_is_a_clean_error(tmp_path, tiny_root, cfg):
+    cp = tc("trace", "--rootfs", str(tiny_root), "--image-config", config_file(tmp_path, cfg),
+            "-o", str(tmp_path / "o"))
+    assert cp.returncode == 2 and cp.stderr.count("\n") == 1, cp.stderr
+    assert not (tmp_path / "o").exists()

@@ -154,6 +154,15 @@ def resolve_user(root: str, user: str | None) -> tuple[int, int, tuple[int, ...]
 def process_for(target: Target, opts: RunOptions) -> Process:
     """Combine the image config and options into the :class:`Process` to start."""
     cfg: Mapping[str, Any] = target.config or {}
+    for key in ("Entrypoint", "Cmd", "Env"):
+        v = cfg.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise TraceError(f"{target.ref}: image config {key} must be a list of strings, got {v!r:.80}")
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if cfg.get(key) is not None and not isinstance(cfg.get(key), str):
+            raise TraceError(f"{target.ref}: image config {key} must be a string")
+    if cfg.get("ExposedPorts") is not None and not isinstance(cfg.get("ExposedPorts"), dict):
+        raise TraceError(f"{target.ref}: image config ExposedPorts must be an object")
     if opts.entrypoint is not None:
         entry = list(opts.entrypoint)
         cmd = list(opts.cmd or ())
@@ -163,6 +172,8 @@ def process_for(target: Target, opts: RunOptions) -> Process:
     argv = tuple(entry + cmd)
     if not argv:
         raise TraceError(f"{target.ref}: no entrypoint or command to run")
+    if any("\0" in a for a in argv):
+        raise TraceError(f"{target.ref}: NUL byte in the command")
     uid, gid, groups, home = resolve_user(target.rootfs, opts.user or cfg.get("User") or None)
     env: dict[str, str] = {}
     for item in list(cfg.get("Env") or []) + list(opts.env):

@@ -38,12 +38,23 @@ class TraceOptions:
     job_timeout: float = 300.0
 
 
-def _count_lines(path: Path | None) -> int:
-    try:
-        with open(path, "rb") as f:  # type: ignore[arg-type]
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except (OSError, TypeError):
-        return 0
+class _LineCounter:
+    """Lines of a growing log, counting only the bytes added since the last call."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.lines = 0
+
+    def __call__(self, path: Path | None) -> int:
+        try:
+            with open(path, "rb") as f:  # type: ignore[arg-type]
+                f.seek(self.offset)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    self.lines += chunk.count(b"\n")
+                    self.offset += len(chunk)
+        except (OSError, TypeError):
+            pass
+        return self.lines
 
 
 def trace(target: Target, run_opts: RunOptions, opts: TraceOptions,
@@ -58,6 +69,7 @@ def trace(target: Target, run_opts: RunOptions, opts: TraceOptions,
     say = progress or (lambda phase, n: None)
     t0 = time.monotonic()
     results: list[ProbeResult] = []
+    _count_lines = _LineCounter()
     with start(target, ropts, capture=True) as c:
         exited = lambda: c.poll() is not None  # noqa: E731
         say("starting", 0)

@@ -222,3 +222,33 @@ def test_parallel_gzip_is_plain_gzip(size, tmp_path):
     (tmp_path / "x.gz").write_bytes(outs[0])
     cp = subprocess.run(["gzip", "-dc", str(tmp_path / "x.gz")], capture_output=True)  # an independent decoder
     assert cp.returncode == 0 and cp.stdout == data
+
+
+def test_deep_tree_scans_and_builds(store, tmp_path):
+    """A tree deeper than the recursion limit allows: scanning and building must not recurse per level."""
+    import inspect
+    import sys
+
+    depth = 400
+    root = tmp_path / "deep"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    with os.fdopen(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+        f.write("bottom\n")
+    os.close(fd)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        idx = scan_directory(root)
+        image = build_image(store, root, idx.iter_entries(), {}, mtime=T0)
+    finally:
+        sys.setrecursionlimit(old)
+    leaf = "/" + "d/" * depth + "leaf"
+    assert len(idx) == depth + 2 and idx[leaf].type == REG
+    _raw, members, data = layer_members(store, image)
+    assert len(members) == depth + 2 and data[leaf[1:]] == b"bottom\n"

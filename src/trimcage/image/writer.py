@@ -92,7 +92,10 @@ def scan_directory(root: Path) -> Index:
         raise ImageError(f"{root}: cannot scan ({e.strerror})") from e
     raw: dict[str, tuple[os.stat_result, str]] = {}
 
-    def walk(host: str, inner: str) -> None:
+    raw["/"] = (os.lstat(root), str(root))
+    todo = [(str(root), "/")]  # iterative: a tree may be deeper than Python's recursion limit
+    while todo:
+        host, inner = todo.pop()
         try:
             names = sorted(os.listdir(host))
         except OSError as e:
@@ -100,15 +103,15 @@ def scan_directory(root: Path) -> Index:
         for name in names:
             h = os.path.join(host, name)
             p = posixpath.join(inner, name)
-            st = os.lstat(h)
+            try:
+                st = os.lstat(h)
+            except OSError as e:
+                raise ImageError(f"{root}: cannot stat {p[:200]} ({e.strerror})") from e
             if stat.S_ISSOCK(st.st_mode):
                 continue
             raw[p] = (st, h)
             if stat.S_ISDIR(st.st_mode):
-                walk(h, p)
-
-    raw["/"] = (os.lstat(root), str(root))
-    walk(str(root), "/")
+                todo.append((h, p))
     files = sorted(p for p, (st, _) in raw.items() if stat.S_ISREG(st.st_mode))
     first_of: dict[tuple[int, int], str] = {}
     link_of: dict[str, str] = {}
@@ -120,8 +123,14 @@ def scan_directory(root: Path) -> Index:
         else:
             first_of.setdefault(key, p)
     to_hash = [p for p in files if p not in link_of]
+    def digest(p: str) -> str:
+        try:
+            return sha256_file(raw[p][1])
+        except OSError as e:
+            raise ImageError(f"{root}: cannot read {p[:200]} ({e.strerror})") from e
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = dict(zip(to_hash, pool.map(lambda p: sha256_file(raw[p][1]), to_hash)))
+        digests = dict(zip(to_hash, pool.map(digest, to_hash)))
     entries: dict[str, Entry] = {}
     for p, (st, h) in raw.items():
         mode = st.st_mode
@@ -134,7 +143,10 @@ def scan_directory(root: Path) -> Index:
         elif stat.S_ISDIR(mode):
             kw.update(type=DIR)
         elif stat.S_ISLNK(mode):
-            kw.update(type=SYMLINK, link=os.readlink(h))
+            try:
+                kw.update(type=SYMLINK, link=os.readlink(h))
+            except OSError as e:
+                raise ImageError(f"{root}: cannot read the link {p[:200]} ({e.strerror})") from e
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             kw.update(type=CHAR if stat.S_ISCHR(mode) else BLOCK, devmajor=os.major(st.st_rdev),
                       devminor=os.minor(st.st_rdev))

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,7 @@ from trimcage.image.transports.registry_auth import (
 from trimcage.util import dumps
 
 ANON = TransportOptions()
+SERVICES_LOG_DIR = Path("/tmp/trimcage-services")
 
 
 def _opts(service, **kw) -> TransportOptions:
@@ -255,6 +257,24 @@ def test_zstd_and_uncompressed_layers_round_trip(kit, registry_anon, store, tmp_
     index = _flatten(pulled, fresh)
     assert index["/data/blob"].size == 200_000 + len(unique)
     assert index == _flatten(img, store)
+
+
+@pytest.mark.registry
+def test_cross_repository_mount(registry_anon, hello_image, store, tmp_path, unique):
+    from trimcage.image.store import Store
+
+    src = f"docker://{registry_anon.host}/trimcage-test/{unique}-src:v1"
+    _write(src, hello_image, store)
+    fresh = Store(tmp_path / "pull")
+    pulled = _read(src, fresh)  # named host/repo:tag, so pushing elsewhere on this host mounts
+    dst = f"docker://{registry_anon.host}/trimcage-test/{unique}-dst:v1"
+    digest = _write(dst, pulled, fresh)
+    assert _read(dst, Store(tmp_path / "pull2")).manifest_digest == digest
+    # the registry's access log shows the blob was mounted (201), not uploaded
+    log_path = SERVICES_LOG_DIR / f"registry-{registry_anon.host.rsplit(':', 1)[1]}.log"
+    mounted = (f"/v2/trimcage-test/{unique}-dst/blobs/uploads/?mount=sha256%3A{hello_image.layers[0].digest[7:]}"
+               f"&from=trimcage-test/{unique}-src HTTP/1.1\" 201")
+    assert mounted in log_path.read_text(errors="replace"), f"no mount request in {log_path}"
 
 
 @pytest.mark.registry

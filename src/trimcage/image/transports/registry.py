@@ -345,12 +345,22 @@ class RegistryClient:
         r.close()
         return r.status_code == 200
 
-    def push_blob(self, repo: str, path: str, digest: str, size: int) -> bool:
-        """Upload the file ``path`` as ``digest`` unless present; return True if uploaded."""
+    def push_blob(self, repo: str, path: str, digest: str, size: int, mount_from: str | None = None) -> bool:
+        """Upload the file ``path`` as ``digest`` unless present; return True if uploaded.
+
+        With ``mount_from`` (another repository of this registry), a cross-repository
+        mount is asked for first; registries that refuse it get a normal upload.
+        """
         if self.blob_exists(repo, digest):
             return False
         what = f"upload of blob {digest}"
-        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo, push=True, ok=(202,), what=what)
+        url = f"/v2/{repo}/blobs/uploads/"
+        if mount_from and mount_from != repo:
+            url += f"?mount={quote(digest, safe='')}&from={quote(mount_from, safe='/')}"
+        r = self.request("POST", url, repo, push=True, ok=(201, 202), what=what)
+        if r.status_code == 201:
+            r.close()
+            return False
         location = urljoin(self.base_url() + "/", r.headers.get("Location", ""))
         r.close()
         if size > self.chunk_size:
@@ -580,8 +590,15 @@ class RegistryTransport(Transport):
     def write(self, ref: ImageReference, image: Image, store: StoreLike, opts: TransportOptions) -> str:
         host, repo = split_name(ref.name or "")
         client = RegistryClient(host, opts)
+        mount_from = None
+        if image.name:  # pulled from this registry before: blobs can be mounted from there
+            try:
+                src_host, src_repo = split_name(parse_docker_reference("//" + image.name).name or "")
+                mount_from = src_repo if src_host == host else None
+            except BadReferenceError:
+                pass
         for blob in (*image.layers, image.config_blob):
-            client.push_blob(repo, store.blob_path(blob.digest), blob.digest, blob.size)
+            client.push_blob(repo, store.blob_path(blob.digest), blob.digest, blob.size, mount_from)
         data, media_type = manifest_for_push(image, store)
         digest = sha256_bytes(data)
         if ref.digest and ref.digest != digest:

@@ -159,6 +159,10 @@ def test_platform_selection_and_docker_manifests(tmp_path, store, tree):
     assert read_image(f"oci:{d}:multi", s).config["architecture"] == "amd64"
     with pytest.raises(ImageError, match="linux/arm64/v8"):
         read_image(f"oci:{d}:multi", s, TransportOptions(platform="linux/s390x"))
+    # the same two manifests listed straight in index.json, untagged: the platform chooses
+    (d / "index.json").write_bytes(lu.index_json(json.loads(index)["manifests"]))
+    assert read_image(f"oci:{d}", s, TransportOptions(platform="linux/arm64")).config["architecture"] == "arm64"
+    assert read_image(f"oci:{d}", s).config["architecture"] == "amd64"
     # the Docker-manifest image converts to OCI on the way out, and reads back the same
     write_image(f"oci-archive:{tmp_path}/arm.tar", got, s)
     again = read_image(f"oci-archive:{tmp_path}/arm.tar", Store(tmp_path / "s3"))

@@ -360,7 +360,8 @@ def read_oci(src: Source, tag: str | None, store: StoreLike, platform: str) -> I
     """Read one image from an OCI layout (directory or archive) into the store.
 
     ``tag`` selects the ``org.opencontainers.image.ref.name`` annotation; with
-    no tag the index must hold exactly one entry. Nested indexes select
+    no tag the index must hold exactly one entry, or only entries with a
+    ``platform`` (then ``platform`` chooses). Nested indexes select
     ``platform``. Every blob is digest-verified.
     """
     label = src.label
@@ -381,6 +382,10 @@ def read_oci(src: Source, tag: str | None, store: StoreLike, platform: str) -> I
         chosen = matches[0]
     elif len(entries) == 1:
         chosen = entries[0]
+    elif all(isinstance(e, dict) and isinstance(e.get("platform"), dict) for e in entries):
+        # an untagged multi-platform layout: index.json itself acts as the image index
+        digest = select_platform(index, platform, f"{label}: index.json").digest
+        chosen = next(e for e in entries if e.get("digest") == digest)
     else:
         raise ImageError(f"{label}: index.json holds {len(entries)} images; name one with :TAG")
     desc = descriptor(chosen, f"{label}: index.json")

@@ -224,3 +224,12 @@ def test_deep_tree(tmp_path):
     dest = tmp_path / "d"
     extract(ls, None, dest)
     assert (dest / deep / "f").read_bytes() == b"bottom"
+
+
+def test_write_and_read_failures_are_image_errors(layers, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ImageError, match="cannot extract into"):
+        extract(layers, None, blocker / "dest")
+    with pytest.raises(ImageError, match="cannot read the layer blob"):
+        extract([tmp_path / "missing.tar"], None, tmp_path / "d")

@@ -52,7 +52,8 @@ def extract(image_or_layers: Image | Sequence[str | Path], store: Any, dest: str
     flattened image; a given index must come from the same layers. Return the
     device nodes and fifos that were skipped. Raise ImageError if a path asked
     for is not in the image, HostileInputError if the index is inconsistent or
-    a layer no longer holds the indexed content. On error ``dest`` may hold a
+    a layer no longer holds the indexed content, ImageError if writing fails
+    (disk full, permissions). On error ``dest`` may hold a
     partial tree (``rootfs`` extracts into a temporary directory for that reason).
     """
     sources = layer_sources(image_or_layers, store)
@@ -62,13 +63,16 @@ def extract(image_or_layers: Image | Sequence[str | Path], store: Any, dest: str
     selected = _select(index, paths)
     _check(index, selected, len(sources))
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with _Dirs(dest) as dirs:
-        writer = _Writer(dirs, index, selected)
-        writer.make_dirs()
-        writer.write_files(sources)
-        skipped = writer.make_links_and_specials()
-        writer.finish_dirs()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        with _Dirs(dest) as dirs:
+            writer = _Writer(dirs, index, selected)
+            writer.make_dirs()
+            writer.write_files(sources)
+            skipped = writer.make_links_and_specials()
+            writer.finish_dirs()
+    except OSError as e:  # disk full, permissions: the user's to fix (exit 2), not an internal error
+        raise ImageError(f"cannot extract into {dest}: {e}") from e
     if skipped:
         log.info("extract to %s: skipped %d device nodes and fifos", dest, len(skipped))
     return frozenset(skipped)

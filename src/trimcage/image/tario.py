@@ -20,7 +20,7 @@ from typing import IO, Any, Iterator
 
 import zstandard
 
-from trimcage.image.interface import HostileInputError
+from trimcage.image.interface import HostileInputError, ImageError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -139,7 +139,11 @@ def open_layer(path: str | Path, label: str, *, diff_id: str | None = None
     """
     hasher = hashlib.new(diff_id.split(":", 1)[0]) if diff_id else None
     try:
-        with open(path, "rb") as raw, _decompressor(raw) as stream:
+        raw = open(path, "rb")
+    except OSError as e:
+        raise ImageError(f"{label}: cannot read the layer blob: {e.strerror}") from e
+    try:
+        with raw, _decompressor(raw) as stream:
             metered = _MeteredReader(stream, hasher)
             with tarfile.open(fileobj=metered, mode="r|", bufsize=READ_CHUNK, tarinfo=_SafeTarInfo,  # type: ignore[call-overload]
                               encoding="utf-8", errors="surrogateescape") as tf:

@@ -27,6 +27,7 @@ Determinism rules of the layer:
 from __future__ import annotations
 
 import collections
+import errno
 import hashlib
 import io
 import json
@@ -265,7 +266,7 @@ def open_beneath(root: Path, path: str) -> BinaryIO:
                 nfd = os.open(part, flags, dir_fd=fd)
             except OSError as e:
                 where = "/" + "/".join(parts[: i + 1])
-                if e.errno in (40, 20):  # ELOOP, ENOTDIR: a symlink or a non-directory on the way
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink or a non-directory on the way
                     raise HostileInputError(f"{root}: refusing to read {path}: {where} is a symlink "
                                             "or not a directory") from e
                 raise ImageError(f"{root}: cannot read {path} ({e.strerror})") from e

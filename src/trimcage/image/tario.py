@@ -32,7 +32,7 @@ MAX_LAYER_BYTES = 64 << 30        # uncompressed bytes of one layer
 MAX_META_BYTES = 1 << 20          # one PAX or GNU long-name header
 MAX_PATH_BYTES = 4096             # PATH_MAX
 MAX_NAME_BYTES = 255              # NAME_MAX, one path component
-MAX_DEPTH = 256                   # path components; deeper trees break recursive tools (shutil.rmtree)
+MAX_DEPTH = 512                   # path components; much deeper trees break recursive tools (shutil.rmtree)
 
 READ_CHUNK = 1 << 16              # measured best for tarfile's stream mode (see flatten)
 

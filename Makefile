@@ -9,7 +9,7 @@ export TRIMCAGE_SAMPLES ?= $(TRIMCAGE_HOME)/samples
 # Debian 12 packages the tool and its test suite use (names pinned to bookworm).
 APT_PACKAGES := bubblewrap strace libseccomp2 mmdebstrap podman runc uidmap slirp4netns \
   docker.io docker-registry apache2-utils iproute2 gcc libc6-dev binutils zstd \
-  python3-venv python3-pip ca-certificates curl postgresql-client libcap2-bin
+  python3-venv python3-pip ca-certificates curl postgresql-client libcap2-bin skopeo openssl
 
 .PHONY: help deps install samples services demo test bench clean
 

@@ -72,3 +72,23 @@ def test_sigterm_is_forwarded_to_the_entrypoint(tmp_path, tiny_root):
     rc = p.wait(90)
     assert rc == 128 + signal.SIGTERM      # a finished sleep would exit 0: the signal reached /bin/t
     assert leftovers() == []
+
+
+def test_image_symlinks_cannot_redirect_mounts_to_the_host(tmp_path, tiny_root):
+    """/etc, /tmp and the workdir are links climbing out of the root: the mounts stay inside."""
+    import shutil
+    import tempfile
+    victim = Path(tempfile.mkdtemp(prefix="trimcage-victim-", dir="/var/tmp"))  # not under a linked /tmp
+    depth = "../" * (len(tiny_root.parts) + 2)
+    shutil.rmtree(tiny_root / "tmp")
+    (tiny_root / "tmp").symlink_to(f"{depth}{victim.relative_to('/')}/tmp")
+    (tiny_root / "work").symlink_to(f"{depth}{victim.relative_to('/')}/work")
+    (tiny_root / "etc" / "hosts").symlink_to(f"{depth}{victim.relative_to('/')}/hosts")
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "exit", "0"], "WorkingDir": "/work"})
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg)
+    assert cp.returncode == 0, cp.stderr
+    try:
+        assert list(victim.iterdir()) == []
+    finally:
+        shutil.rmtree(victim)
+    assert leftovers() == []

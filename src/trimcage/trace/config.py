@@ -106,6 +106,37 @@ def read_in_root(root: str, path: str, limit: int = 1 << 20) -> bytes | None:
         os.close(fd)
 
 
+def secure_path(root: str, path: str) -> str:
+    """``path`` with every symlink of the root file system resolved inside ``root``.
+
+    Like runc's securejoin: links are followed with ``root`` as ``/`` and
+    ``..`` clamped there; missing components are kept as they are. A mount
+    destination given to bwrap this way contains no link it could follow out
+    of the container.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    cur: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if cur:
+                cur.pop()
+            continue
+        host = os.path.join(root, *cur, part)
+        if os.path.islink(host):
+            hops += 1
+            if hops > 40:
+                raise TraceError(f"{path}: too many levels of symbolic links in the image")
+            target = os.readlink(host)
+            if target.startswith("/"):
+                cur = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        cur.append(part)
+    return "/" + "/".join(cur)
+
+
 def _table(root: str, path: str) -> list[list[str]]:
     data = read_in_root(root, path) or b""
     return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trimcage.trace import bundle
-from trimcage.trace.config import Process, process_for, read_in_root
+from trimcage.trace.config import Process, process_for, read_in_root, secure_path
 from trimcage.trace.interface import RunOptions, Target, TraceError
 
 
@@ -191,21 +191,26 @@ class Embedded(Container):
         os.chmod(run / "out", 0o777)
         need_bundle = opts.trace or proc.uid != 0
         bdir = bundle.bundle_dir() if need_bundle else None
+        root = self.target.rootfs
+
+        def dest(path: str) -> str:  # mount destinations never follow an image symlink out
+            return secure_path(root, path)
+
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid",
                 "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", opts.hostname,
-                "--bind", str(run / "merged"), "/", "--proc", "/proc", "--dev", "/dev",
-                "--ro-bind", "/sys", "/sys", "--perms", "1777", "--tmpfs", "/tmp",
-                "--perms", "0755", "--tmpfs", "/run"]
-        for dest, src in _etc_files(run, opts.hostname).items():
-            args += ["--bind", str(src), dest]
+                "--bind", str(run / "merged"), "/", "--proc", dest("/proc"), "--dev", dest("/dev"),
+                "--ro-bind", "/sys", dest("/sys"), "--perms", "1777", "--tmpfs", dest("/tmp"),
+                "--perms", "0755", "--tmpfs", dest("/run")]
+        for path, src in _etc_files(run, opts.hostname).items():
+            args += ["--bind", str(src), dest(path)]
         if bdir is not None:
-            args += ["--ro-bind", str(bdir), bundle.MOUNT]
+            args += ["--ro-bind", str(bdir), dest(bundle.MOUNT)]
         if opts.trace:
-            args += ["--bind", str(run / "out"), bundle.OUT_MOUNT]
+            args += ["--bind", str(run / "out"), dest(bundle.OUT_MOUNT)]
             self.trace_log = run / "out" / "trace.log"
-        if read_in_root(self.target.rootfs, proc.cwd, 0) is None and not os.path.isdir(
-                os.path.join(self.target.rootfs, proc.cwd.lstrip("/"))):
-            args += ["--dir", proc.cwd]
+        cwd = dest(proc.cwd)
+        if not os.path.isdir(os.path.join(root, cwd.lstrip("/"))):
+            args += ["--dir", cwd]
         if opts.read_only:
             args += ["--remount-ro", "/"]
         caps = list(proc.caps)

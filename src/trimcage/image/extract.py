@@ -26,7 +26,7 @@ import posixpath
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Iterator, Sequence
 
@@ -198,11 +198,13 @@ class _Dirs:
 
 @dataclass
 class _Holder:
-    """One inode to write: ``path`` gets the bytes of ``root``; ``links`` are hardlinked to it."""
+    """One inode to write: ``path`` gets the bytes (and metadata) of regular entry ``root``.
+
+    The other selected paths of the group are hardlinked to ``path`` afterwards.
+    """
 
     path: str
     root: Entry
-    links: list[str] = field(default_factory=list)
     done: bool = False
 
 
@@ -218,7 +220,7 @@ class _Writer:
         self.holders: dict[str, _Holder] = {}   # any member path of a group -> its holder
         for root_path, members in groups.items():
             first = root_path if root_path in members else members[0]
-            h = _Holder(first, index[root_path], [m for m in members if m != first])
+            h = _Holder(first, index[root_path])
             for m in members:
                 self.holders[m] = h
 

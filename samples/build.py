@@ -61,7 +61,7 @@ from samples import SAMPLES
 from trimcage.errors import TrimcageError
 from trimcage.util import atomic_path, dump_pretty, dumps, sha256_bytes, sha256_file
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # bump whenever the builder changes what it writes
 SOURCE_DATE_EPOCH = 1700000000  # 2023-11-14T22:13:20Z: every build clamps its times to this
 SUITE = "bookworm"
 HERE = Path(__file__).resolve().parent
@@ -223,15 +223,23 @@ def _mmdebstrap(name: str, recipe: dict[str, Any], root: Path, logfile: Path) ->
     if cp.returncode != 0:
         tail = logfile.read_text(errors="replace").strip().splitlines()[-15:]
         raise SampleError(f"{name}: mmdebstrap failed (exit {cp.returncode}):\n  " + "\n  ".join(tail))
-    # Docker images ship an empty /dev: the runtime provides the devices.
-    dev = root / "dev"
-    if _mounts_under(dev):
-        raise SampleError(f"{name}: {dev} is still mounted after mmdebstrap")
-    for child in dev.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    _docker_like_cleanup(name, root)
+
+
+def _docker_like_cleanup(name: str, root: Path) -> None:
+    """Empty ``/dev`` (the runtime provides devices) and ``/var/lib/apt/lists`` (mmdebstrap
+    leaves ``lock`` and ``partial`` after the hooks), like Docker's debian image."""
+    if _mounts_under(root):
+        raise SampleError(f"{name}: {root} still has mounts after mmdebstrap")
+    for rel in ("dev", "var/lib/apt/lists"):
+        d = root / rel
+        if d.is_symlink() or not d.is_dir():
+            continue
+        for child in d.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def _compile(name: str, recipe: dict[str, Any], root: Path) -> None:
@@ -242,7 +250,6 @@ def _compile(name: str, recipe: dict[str, Any], root: Path) -> None:
     cp = subprocess.run(cmd, capture_output=True, text=True)
     if cp.returncode != 0:
         raise SampleError(f"{name}: {' '.join(cmd)} failed: {cp.stderr.strip()}")
-    subprocess.run(["strip", "--strip-all", str(dest)], check=False, capture_output=True)
     os.chmod(dest, 0o755)
     os.chmod(root, 0o755)
 

@@ -47,7 +47,10 @@ def _layer_listing(path: Path) -> dict[str, tarfile.TarInfo]:
         manifest = json.load(blob(index["manifests"][0]["digest"]))
         assert len(manifest["layers"]) == 1
         with tarfile.open(fileobj=blob(manifest["layers"][0]["digest"]), mode="r|gz") as layer:
-            return {m.name.removeprefix("./").rstrip("/"): m for m in layer}
+            names = {m.name.removeprefix("./").rstrip("/"): m for m in layer}
+            names.pop(".", None)  # the root directory itself
+            names.pop("", None)
+            return names
 
 
 def _skopeo(*args: str) -> str:

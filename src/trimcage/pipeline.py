@@ -53,6 +53,7 @@ class BuildOptions:
     tag: str | None = None
     load: str | None = None
     verify: bool = True
+    trace_file: Path | None = None
     transport: TransportOptions = TransportOptions()
 
 
@@ -171,7 +172,9 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
     if opts.mode in ("combined", "static"):
         analysis = timed("analyze", lambda: analyze_image(image, store, AnalyzeOptions()))
     doc: dict[str, Any] | None = None
-    if opts.mode in ("combined", "dynamic"):
+    if opts.mode in ("combined", "dynamic") and opts.trace_file is not None:
+        doc = _load_trace(opts.trace_file)
+    elif opts.mode in ("combined", "dynamic"):
         topts = TraceOptions(probes=opts.probes, ready_timeout=opts.ready_timeout, duration=opts.duration)
         doc = timed("trace", lambda: trace(target, RunOptions(runtime=opts.runtime), topts))
     dynamic_files: list[str] = []
@@ -203,7 +206,7 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
     )
     policy = timed("policy", lambda: build_policy(inputs))
 
-    name = opts.tag or _slim_name(image)
+    name = opts.tag or _slim_name(image, ref)
     ports = sorted(int(p.split("/")[0]) for p in (image.runtime_config.get("ExposedPorts") or {}))
     out = Path(opts.output)
     with atomic_path(out, is_dir=True) as tmp:
@@ -247,12 +250,39 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
     return BuildResult(report=report, slim=slim, policy=policy, verify=result, output=out, loaded_as=loaded)
 
 
-def _slim_name(image: Image) -> str:
-    """``<repo>:<tag>-slim`` from the source image's name, ``trimcage/slim:latest`` without one."""
+def _load_trace(path: Path) -> dict[str, Any]:
+    """A trace.json written by ``trimcage trace`` (or an earlier build)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise TrimcageError(f"{path}: cannot read the trace: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
+        raise TrimcageError(f"{path}: not a trace.json (no 'files' object)")
+    return doc
+
+
+def _slim_name(image: Image, ref: str = "") -> str:
+    """``<repo>:<tag>-slim``: from the image's own name, else from the reference
+    (a file's name without ``.oci.tar``/``.tar``), else ``trimcage-slim:latest``."""
+    import re
+
     name = image.name or ""
     if not name:
-        return "localhost/trimcage-slim:latest"
-    repo, _, tag = name.rpartition(":")
-    if not repo or "/" in tag:
+        from trimcage.image.reference import parse_reference
+
+        try:
+            parsed = parse_reference(ref)
+        except TrimcageError:
+            parsed = None
+        if parsed is not None and parsed.name:
+            name = parsed.name + (f":{parsed.tag}" if parsed.tag else "")
+        elif parsed is not None and parsed.path:
+            stem = re.sub(r"(\.oci)?\.tar$", "", Path(parsed.path).name.lower())
+            stem = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "trimcage"
+            name = f"{stem}:{parsed.tag or 'latest'}"
+    if not name:
+        return "trimcage-slim:latest"
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
         repo, tag = name, "latest"
     return f"{repo}:{tag}-slim"

@@ -50,6 +50,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--keep-shell", action="store_true", help="keep /bin/sh (debugging)")
     p.add_argument("--runtime", choices=("embedded", "docker", "podman"), default="embedded",
                    help="where traces and verification run (default %(default)s: bubblewrap, no daemon)")
+    p.add_argument("--trace", metavar="FILE", type=Path,
+                   help="use this trace.json (from `trimcage trace` or an earlier build) instead of tracing")
     p.add_argument("--no-verify", action="store_true", help="skip the verification runs")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     add_probe_options(p)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     opts = BuildOptions(output=Path(args.output), mode=args.mode, probes=probes_from_args(args),
                         ready_timeout=args.ready_timeout, duration=args.duration, runtime=args.runtime,
                         includes=tuple(args.include), keep_shell=args.keep_shell, tag=args.tag,
-                        load=args.load, verify=not args.no_verify, transport=transport_options(args))
+                        load=args.load, verify=not args.no_verify, trace_file=args.trace, transport=transport_options(args))
     progress = Progress(enabled=False if args.json else None)
     try:
         result = build(args.image, opts, say=progress)

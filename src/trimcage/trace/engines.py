@@ -95,7 +95,7 @@ class Engine(Container):
             raise TraceError(f"{self.runtime} not found")
         self.target, self.opts = target, opts
         self.process = process_for(target, opts)
-        _check_exists(target, self.process)
+        _check_exists(target, self.process, opts.binds)
         self.name = f"trimcage-{uuid.uuid4().hex[:12]}"
         self.run_dir = Path(tempfile.mkdtemp(prefix="trimcage-run-"))
         self._closed = False
@@ -120,6 +120,8 @@ class Engine(Container):
                 args += ["--group-add", str(g)]
         for e in proc.env:
             args += ["-e", e]
+        for src, dst in opts.binds:
+            args += ["-v", f"{src}:{dst}:ro"]
         if opts.trace:
             out = self.run_dir / "out"
             out.mkdir()

@@ -77,6 +77,9 @@ class RunOptions:
     runtime: str = "embedded"
     trace: bool = False
     hostname: str = "trimcage"
+    binds: tuple[tuple[str, str], ...] = ()
+    """Read-only host file → container path mounts of tools trimcage brings in
+    (e.g. verify's attack prober); never image content."""
 
 
 # --- probes -----------------------------------------------------------------

@@ -144,9 +144,11 @@ def _etc_files(run: Path, hostname: str) -> dict[str, Path]:
     return out
 
 
-def _check_exists(target: Target, proc: Process) -> None:
-    """Fail early and clearly when the entrypoint binary is not in the image."""
+def _check_exists(target: Target, proc: Process, binds: tuple[tuple[str, str], ...] = ()) -> None:
+    """Fail early and clearly when the entrypoint binary is not in the image (or bound in)."""
     exe = proc.argv[0]
+    if any(exe == dst for _, dst in binds):
+        return
     env = dict(e.split("=", 1) for e in proc.env)
     cands = [exe] if "/" in exe else [os.path.join(d or ".", exe) for d in env["PATH"].split(":")]
     for c in cands:
@@ -170,7 +172,7 @@ class Embedded(Container):
             raise TraceError("bwrap not found (apt-get install bubblewrap)")
         self.target, self.opts = target, opts
         self.process = process_for(target, opts)
-        _check_exists(target, self.process)
+        _check_exists(target, self.process, opts.binds)
         for bad in (",", ":", "\n"):
             if bad in target.rootfs:
                 raise TraceError(f"{target.rootfs}: root file system path must not contain {bad!r}")
@@ -205,6 +207,8 @@ class Embedded(Container):
             args += ["--bind", str(src), dest(path)]
         if bdir is not None:
             args += ["--ro-bind", str(bdir), dest(bundle.MOUNT)]
+        for src, dst in opts.binds:
+            args += ["--ro-bind", src, dest(dst)]
         if opts.trace:
             args += ["--bind", str(run / "out"), dest(bundle.OUT_MOUNT)]
             self.trace_log = run / "out" / "trace.log"

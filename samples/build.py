@@ -468,13 +468,15 @@ def cached(name: str, out: Path | None = None) -> Sample | None:
 
 def build(name: str, out: Path | None = None, *, check: bool = True,
           log: Callable[[str], None] = _log) -> Sample:
-    """Build one sample unconditionally (under its lock) and return it."""
+    """Build one sample unconditionally and return it; call it under the sample's lock (:func:`ensure`)."""
     out = Path(out) if out else samples_dir()
     recipe = load_recipe(name)
     digest_of_recipe = recipe_hash(name)
     config = image_config(name, recipe)
     work = out / ".build"
     work.mkdir(parents=True, exist_ok=True)
+    for stale in work.glob(f"{name}.*"):  # left by a killed build of this sample (callers hold its lock)
+        _safe_rmtree(stale)
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=work))
     try:

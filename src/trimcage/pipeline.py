@@ -190,7 +190,9 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
                         source_name=image.name)
     slim = timed("slim", lambda: slim_image(image, store, index, Path(root), sopts, static_files=static_files,
                                             traced_files=traced, executed=executed_paths(doc or {}),
-                                            extra_uids=_uids(doc or {})))
+                                            extra_uids=_uids(doc or {}),
+                                            entry_points=[ep.path for ep in analysis.entry_points]
+                                            if analysis else ()))
 
     observed = set((doc or {}).get("syscalls") or {})
     static_set = set(analysis.syscalls) if analysis else set()

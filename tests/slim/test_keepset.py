@@ -87,3 +87,30 @@ def test_keep_shell_and_missing_inputs():
         compute_keepset(idx, reader, {}, options=SlimOptions(mode="combined"), static_files=[])
     with pytest.raises(SlimError, match="no such path"):
         compute_keepset(idx, reader, {}, options=SlimOptions(mode="static", includes=("/nope",)), static_files=[])
+
+
+def test_created_paths_keep_their_nearest_existing_directory():
+    idx = make_index()
+    ks = compute_keepset(idx, reader, {}, options=SlimOptions(mode="dynamic"),
+                         traced_files=["/srv/app/pkg/cache/new.tmp", "/nonexistent/x"])
+    assert "/srv/app/pkg" in ks.paths and ks.reasons["/srv/app/pkg"] == "trace"
+    assert "/srv/app/a.py" not in ks.paths
+
+
+def test_static_mode_keeps_the_entry_points_source_family_without_docs():
+    from trimcage.image.packages.interface import Package
+
+    idx = make_index()
+    extra = [Entry("/usr/share", DIR, 0o755), Entry("/usr/share/doc", DIR, 0o755),
+             Entry("/usr/share/doc/nginx", DIR, 0o755), Entry("/usr/share/doc/nginx/README", REG, 0o644),
+             Entry("/var/lib", DIR, 0o755), Entry("/var/lib/nginx", DIR, 0o700),
+             Entry("/etc/nginx", DIR, 0o755), Entry("/etc/nginx/nginx.conf", REG, 0o644)]
+    idx = Index({**{p: idx[p] for p in idx}, **{e.path: e for e in extra}})
+    pkgs = [Package("nginx-light", "1.22", "nginx", "amd64", "deb", ("/usr/sbin/nginx",)),
+            Package("nginx-common", "1.22", "nginx", "all", "deb",
+                    ("/etc/nginx/nginx.conf", "/usr/share/doc/nginx/README", "/var/lib/nginx")),
+            Package("passwd", "1", "shadow", "amd64", "deb", ("/usr/bin/passwd",))]
+    ks = compute_keepset(idx, reader, {}, options=SlimOptions(mode="static"), static_files=["/usr/sbin/nginx"],
+                         packages=pkgs, entry_points=["/usr/sbin/nginx"])
+    assert {"/etc/nginx/nginx.conf", "/var/lib/nginx"} <= set(ks.paths)
+    assert "/usr/share/doc/nginx/README" not in ks.paths and "/usr/bin/passwd" not in ks.paths

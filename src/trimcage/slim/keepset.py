@@ -7,9 +7,10 @@ nothing here touches the host file system.
 from __future__ import annotations
 
 import posixpath
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 from trimcage.image.interface import DIR, HARDLINK, SYMLINK, Index
+from trimcage.image.packages.interface import Package
 from trimcage.image.paths import normalize
 from trimcage.slim.accounts import cut_accounts
 from trimcage.slim.interface import KeepSet, SlimError, SlimOptions
@@ -26,6 +27,29 @@ TLS_LIBS = ("libssl.so", "libgnutls.so", "libcrypto.so", "libnss3.so", "libmbedt
 #: Kept when the application reads the time zone.
 TZ_FILES = ("/etc/localtime", "/etc/timezone")
 SHELL = "/bin/sh"
+#: Files of the application's own packages that are never needed to run.
+DOC_PREFIXES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/lintian/",
+                "/usr/share/bug/", "/usr/share/doc-base/")
+
+
+def application_packages(packages: Sequence[Package], index: Index, entry_points: Iterable[str]) -> list[Package]:
+    """The packages built from the same source as those owning the entry points.
+
+    An application reads data and configuration its own packages ship
+    (nginx's ``/etc/nginx`` and ``/var/lib/nginx`` come from nginx-common, the
+    source sibling of nginx-light); static analysis cannot see those reads, so
+    static mode keeps the whole source family, without documentation.
+    """
+    owners: dict[str, list[Package]] = {}
+    for pkg in packages:
+        for f in pkg.files:
+            owners.setdefault(f, []).append(pkg)
+    sources = set()
+    for ep in entry_points:
+        for p in {ep, index.resolve(ep) or ep}:
+            for pkg in owners.get(p, ()):
+                sources.add((pkg.ecosystem, pkg.source))
+    return [pkg for pkg in packages if (pkg.ecosystem, pkg.source) in sources]
 
 
 class _Builder:
@@ -88,13 +112,16 @@ class _Builder:
 def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: SlimOptions,
                     static_files: Iterable[str] | None = None,
                     traced_files: Iterable[str] | None = None,
-                    executed: Iterable[str] = (), extra_uids: Iterable[int] = ()) -> KeepSet:
+                    executed: Iterable[str] = (), extra_uids: Iterable[int] = (),
+                    packages: Sequence[Package] = (), entry_points: Iterable[str] = ()) -> KeepSet:
     """Return the keep-set for ``options.mode``.
 
     ``static_files`` is the static closure (``Analysis.files``), ``traced_files``
     the in-image paths a trace touched, ``executed`` the paths it executed
     (setuid bits stay only on those), ``extra_uids`` uids the trace switched to.
     ``config`` is the image's runtime config (User, WorkingDir, Volumes).
+    ``packages`` and ``entry_points`` give, in static and combined modes, the
+    application's own package family (see :func:`application_packages`).
     Raises ``SlimError`` if the mode needs an input that is missing.
     """
     mode = options.mode
@@ -106,9 +133,16 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
     if mode in ("combined", "static"):
         for p in static_files or ():
             b.add(p, "static")
+        for pkg in application_packages(packages, index, entry_points):
+            for p in pkg.files:
+                e = index.get(p)
+                if e is not None and e.type != DIR and not p.startswith(DOC_PREFIXES):
+                    b.add(p, f"package {pkg.name}")
     if mode in ("combined", "dynamic"):
         for p in traced_files or ():
-            b.add(p, "trace")
+            # A path the app created (or failed to find) needs the directory it lives in.
+            while not b.add(p, "trace") and p not in ("", "/"):
+                p = posixpath.dirname(normalize(p))
     for p in options.includes:
         if not b.add(p, "include", recursive=True):
             raise SlimError(f"--include {p}: no such path in the image")

@@ -45,7 +45,8 @@ def _count(index: Index, paths: Iterable[str]) -> tuple[int, int]:
 
 def slim_image(image: Image, store: StoreLike, index: Index, root: Path, options: SlimOptions, *,
                static_files: Iterable[str] | None = None, traced_files: Iterable[str] | None = None,
-               executed: Iterable[str] = (), extra_uids: Iterable[int] = ()) -> SlimResult:
+               executed: Iterable[str] = (), extra_uids: Iterable[int] = (),
+               entry_points: Iterable[str] = ()) -> SlimResult:
     """Build the slim image of ``image`` (flattened as ``index``, extracted at ``root``).
 
     The result's image and blobs are in ``store``; nothing is written elsewhere.
@@ -55,11 +56,11 @@ def slim_image(image: Image, store: StoreLike, index: Index, root: Path, options
 
     read = reader_for(root, index)
     config: Mapping = image.runtime_config
-    keep = compute_keepset(index, read, config, options=options, static_files=static_files,
-                           traced_files=traced_files, executed=executed, extra_uids=extra_uids)
-    kept = set(keep.paths)
-
     packages = catalog(index, read)
+    keep = compute_keepset(index, read, config, options=options, static_files=static_files,
+                           traced_files=traced_files, executed=executed, extra_uids=extra_uids,
+                           packages=packages, entry_points=entry_points)
+    kept = set(keep.paths)
     rw = rewrite_databases(packages, index, read, kept)
     db_dirs = (DPKG_INFO + "/", DPKG_STATUS_D + "/")
     # Database files: only those rewritten stay; the rest of info/ and status.d/ goes.

@@ -135,8 +135,7 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
             b.add(p, "static")
         for pkg in application_packages(packages, index, entry_points):
             for p in pkg.files:
-                e = index.get(p)
-                if e is not None and e.type != DIR and not p.startswith(DOC_PREFIXES):
+                if p in index and not p.startswith(DOC_PREFIXES):
                     b.add(p, f"package {pkg.name}")
     if mode in ("combined", "dynamic"):
         for p in traced_files or ():

@@ -6,7 +6,7 @@ Public API (everything else in this package is an implementation detail)::
     image = read_image("oci-archive:x.tar", store)
     index = flatten(image, store)                # path -> Entry, nothing extracted
     root  = rootfs(image, store)                 # cached, safe extraction for running/analysis
-    new   = write_layer_image(...)               # deterministic single-layer image (writer)
+    new   = build_image(store, root, entries, runtime_config)  # one deterministic layer (writer)
     write_image("docker-daemon:x:slim", new, store)
     inv   = inventory(image, index, RootfsReader(root))   # attack-surface inventory
     pkgs  = catalog(index, RootfsReader(root))           # installed packages (dpkg, apk)

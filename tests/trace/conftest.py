@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -66,20 +65,17 @@ def config_file(tmp_path: Path, cfg: dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def nginx_root(tmp_path_factory) -> Path:
-    """Debian bookworm + nginx-light from mmdebstrap, extracted (cached in TRIMCAGE_HOME)."""
-    cache = Path(os.environ.get("TRIMCAGE_HOME") or Path.home() / ".cache" / "trimcage") / "test-cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    tar = cache / "nginx-light-bookworm.tar"
-    if not tar.exists():
-        tmp = tar.with_suffix(".tmp")
-        subprocess.run(["mmdebstrap", "--quiet", "--variant=apt", "--include=nginx-light", "--format=tar",
-                        "bookworm", str(tmp)], check=True, timeout=600)
-        tmp.rename(tar)
-    root = tmp_path_factory.mktemp("nginx") / "root"
-    root.mkdir()
-    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xpf", str(tar)], check=True)
-    return root
+def nginx_root(sample) -> Path:
+    """The nginx sample image's root file system, extracted (once, cached) by the image stage.
+
+    Tests using it are marked ``samples``. The tree is shared: runs never modify it (overlay).
+    """
+    from trimcage.image.api import read_image
+    from trimcage.image.extract import rootfs
+    from trimcage.image.store import open_store
+
+    store = open_store()
+    return rootfs(read_image(f"oci-archive:{sample('nginx').path}", store), store)
 
 
 NGINX_CONFIG = {"Entrypoint": ["nginx", "-g", "daemon off;"], "ExposedPorts": {"80/tcp": {}},

@@ -7,7 +7,7 @@ import pytest
 
 from tests.trace.conftest import NGINX_CONFIG, config_file, leftovers, tc
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.samples]
 
 # Paths that legitimately differ between runtimes (see src/trimcage/trace/README.md).
 RUNTIME_SPECIFIC = ("/proc/", "/sys/", "/dev/", "/.dockerenv", "/run/.containerenv")

@@ -41,6 +41,7 @@ def test_probe_file_yaml_and_json(tmp_path):
 
 @pytest.mark.root
 @pytest.mark.slow
+@pytest.mark.samples
 def test_cmd_exec_and_tcp_probes_on_nginx(tmp_path, nginx_root):
     from tests.trace.conftest import NGINX_CONFIG
     out = tmp_path / "out"

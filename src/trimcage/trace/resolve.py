@@ -109,7 +109,14 @@ def enrich(doc: dict[str, Any], root: str) -> None:
                 files[real] = {"ops": [dict(o, via=path) for o in files[path]["ops"] if o["ok"]]}
     doc["files"] = {k: files[k] for k in sorted(files)}
     tmpfs = ("/tmp", "/run", "/dev", "/proc", "/sys")
+    from trimcage.trace.config import secure_path
+
+    def target_of(path: str) -> str:
+        try:
+            return secure_path(root, path)  # also for links to runtime paths absent from the image
+        except Exception:  # a link loop: keep the path itself
+            return path
+
     doc["writes"] = [w for w in doc.get("writes", [])
-                     if not any(files[w].get("resolved", w) == t or files[w].get("resolved", w).startswith(t + "/")
-                                for t in tmpfs)]
+                     if not any(target_of(w) == t or target_of(w).startswith(t + "/") for t in tmpfs)]
     doc["symlinks"] = dict(sorted(links.items()))

@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -159,6 +160,13 @@ def _check_exists(target: Target, proc: Process, binds: tuple[tuple[str, str], .
     raise TraceError(f"{target.ref}: executable {exe!r} not found in the image")
 
 
+def _drain(pipe: IO[bytes], dest: Path) -> None:
+    with pipe, open(dest, "wb") as out:
+        for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
+            out.write(chunk)
+            out.flush()
+
+
 class Embedded(Container):
     """The bubblewrap runtime (see the module docstring)."""
 
@@ -180,6 +188,7 @@ class Embedded(Container):
         self._closed = False
         self._exit: int | None = None
         self._main: int | None = None
+        self._drain: threading.Thread | None = None
         try:
             self._start(capture, seccomp_bpf)
         except BaseException:
@@ -249,21 +258,22 @@ class Embedded(Container):
                  'shift 4; exec "$@"')
         full = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mount, "sh",
                 self.target.rootfs, str(run / "upper"), str(run / "work"), str(run / "merged"), *args]
-        out: IO[bytes] | None = None
-        if capture:
-            self.stdout_path = run / "output.log"
-            out = open(self.stdout_path, "wb")
+        # Output is captured through a pipe (like the engines' log drivers), so a
+        # process writing to /dev/stdout sees "pipe:[...]", never a host path.
         try:
             self.popen = subprocess.Popen(full, pass_fds=pass_fds, stdin=subprocess.DEVNULL if capture else None,
-                                          stdout=out, stderr=subprocess.STDOUT if capture else None)
+                                          stdout=subprocess.PIPE if capture else None,
+                                          stderr=subprocess.STDOUT if capture else None)
         except OSError as e:
             raise TraceError(f"cannot start bwrap: {e}") from e
         finally:
             os.close(info_w)
             if sfd is not None:
                 os.close(sfd)
-            if out is not None:
-                out.close()
+        if capture:
+            self.stdout_path = run / "output.log"
+            self._drain = threading.Thread(target=_drain, args=(self.popen.stdout, self.stdout_path), daemon=True)
+            self._drain.start()
         info = b""
         with os.fdopen(info_r, "rb") as f:
             info = f.read()
@@ -340,6 +350,11 @@ class Embedded(Container):
         except subprocess.TimeoutExpired as e:
             raise TraceError(f"exec {cmd!r} timed out after {timeout:g}s") from e
 
+    def output(self) -> bytes:
+        if self._drain is not None and self.poll() is not None:
+            self._drain.join(10)
+        return super().output()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -347,6 +362,8 @@ class Embedded(Container):
         if hasattr(self, "popen"):
             with contextlib.suppress(Exception):
                 self.stop(5)
+        if self._drain is not None:
+            self._drain.join(10)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def keep_trace(self, dest: Path) -> None:

@@ -70,3 +70,19 @@ def test_run_sample_image_through_the_image_api(sample, engine):
     assert cp.returncode == 6, cp.stderr
     assert cp.stdout == "33\n"
     assert engine_leftovers(engine) == [] and leftovers() == []
+
+
+@pytest.mark.parametrize("engine", [pytest.param("docker", marks=pytest.mark.docker),
+                                    pytest.param("podman", marks=pytest.mark.podman)])
+def test_job_image_same_trace_on_all_runtimes(tmp_path, sample, engine):
+    s = sample("hello-static")
+    docs = {}
+    for rt in ("embedded", engine):
+        cp = tc("trace", f"oci-archive:{s.path}", "-o", str(tmp_path / rt), "--runtime", rt, timeout=600)
+        assert cp.returncode == 0, cp.stderr
+        docs[rt] = json.loads((tmp_path / rt / "trace.json").read_text())
+    a, b = docs["embedded"], docs[engine]
+    assert a["kind"] == b["kind"] == "job" and a["exit_code"] == b["exit_code"] == 0
+    assert a["output"] == b["output"] == s.meta["expect_output"] + "\n"
+    assert a["syscalls"] == b["syscalls"] and set(a["files"]) == set(b["files"])
+    assert engine_leftovers(engine) == [] and leftovers() == []

@@ -109,9 +109,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run, _parser=p)
 
 
+def quiet_warnings() -> None:
+    """Warnings (e.g. unknown syscalls skipped from a profile) as one plain line each."""
+    import warnings
+
+    warnings.formatwarning = lambda msg, *a, **k: f"trimcage: warning: {msg}\n"  # type: ignore[assignment]
+
+
 def run(args: argparse.Namespace) -> int:
     from trimcage.trace.runtime import start
 
+    quiet_warnings()
     target = target_from_args(args)
     opts = run_options(args)
     with start(target, opts) as c:

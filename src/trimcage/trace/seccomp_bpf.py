@@ -189,6 +189,7 @@ def compile_bpf(profile: Profile, caps: Iterable[str] = (), where: str = "<profi
                 continue
             lib.seccomp_arch_add(ctx, tok)  # -EEXIST for the native arch is fine
         default = _act(profile.default_action, profile.default_errno, where)
+        unknown: list[str] = []
         for rule in profile.rules:
             if rule.include_caps and not all(_norm_cap(c) in capset for c in rule.include_caps):
                 continue
@@ -206,7 +207,7 @@ def compile_bpf(profile: Profile, caps: Iterable[str] = (), where: str = "<profi
             for name in rule.names:
                 nr = lib.seccomp_syscall_resolve_name(name.encode())
                 if nr == -1:  # __NR_SCMP_ERROR; other negatives are other arches' syscalls
-                    warnings.warn(f"{where}: unknown syscall {name!r} skipped", stacklevel=2)
+                    unknown.append(name)
                     continue
                 for group in groups:
                     arr = (_ArgCmp * max(1, len(group)))()
@@ -217,6 +218,9 @@ def compile_bpf(profile: Profile, caps: Iterable[str] = (), where: str = "<profi
                     if rc < 0:
                         raise TraceError(f"{where}: cannot add rule for {name}: "
                                          f"{os.strerror(-rc)}")
+        if unknown:
+            names = ", ".join(sorted(set(unknown)))
+            warnings.warn(f"{where}: syscalls unknown to libseccomp skipped: {names}", stacklevel=2)
         with tempfile.TemporaryFile() as f:
             rc = lib.seccomp_export_bpf(ctx, f.fileno())
             if rc < 0:

@@ -368,6 +368,7 @@ class _Closure:
         self.third_party: set[str] = set()
         self.builtins: set[str] = set(CORE_BUILTINS)
         self.why: dict[str, str] = {}
+        self.pth_lines: list[tuple[bytes, str]] = []  # `import` lines of .pth files, run by site
 
     # -- files ------------------------------------------------------------------
 
@@ -511,7 +512,7 @@ class _Closure:
                     continue
                 if line.startswith(("import ", "import\t")):
                     self.notes.append(f"{f}:{n}: executed at start-up; its imports are followed")
-                    self.parse_source(line.encode(), f"{f}:{n}", "__pth__", False)
+                    self.pth_lines.append((line.encode(), f"{f}:{n}"))
                     continue
                 d = normalize(posixpath.join(site, line.rstrip()))
                 if self.t.kind(d) == DIR:
@@ -689,7 +690,7 @@ class _Closure:
 
     def relative(self, package: str, level: int, where: str) -> str | None:
         parts = package.split(".") if package else []
-        if level - 1 > len(parts) or not parts:
+        if level - 1 >= len(parts):
             self.notes.append(f"{where}: relative import beyond the top-level package; not followed")
             return None
         return ".".join(parts[: len(parts) - (level - 1)])
@@ -746,6 +747,8 @@ class _Closure:
 
     def run(self) -> ScriptClosure:
         self.layout()
+        for src, label in self.pth_lines:
+            self.parse_source(src, label, "__pth__", False)
         startup = list(STARTUP)
         if "W" in self.flags or (self.env.get("PYTHONWARNINGS") and not ({"E", "I"} & self.flags)):
             startup.append("warnings")

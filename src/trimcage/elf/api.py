@@ -71,6 +71,8 @@ def _summarize_file(host_path: str, name: str) -> dict[str, Any]:
         return {"error": str(e)}
     except OSError as e:
         return {"error": f"{name}: cannot read: {e}"}
+    except Exception as e:  # noqa: BLE001 - an analyser bug on hostile input: report, do not crash
+        return {"error": f"{name}: analysis failed: {type(e).__name__}: {e}"}
 
 
 class _Objects:

@@ -156,7 +156,7 @@ class FunctionFlow:
     """
 
     def __init__(self, insns: Sequence[Insn], *, call_clobbers: frozenset[str] = CALLER_SAVED,
-                 budget: int = 400):
+                 budget: int = 200):
         self.insns = insns
         self.call_clobbers = call_clobbers
         self.budget = budget
@@ -184,7 +184,10 @@ class FunctionFlow:
         key = (i, reg)
         if key not in self._memo:
             self._steps = 0
-            v = self._before(i, reg, set())
+            try:
+                v = self._before(i, reg, set())
+            except RecursionError:
+                v = ((), (), "data flow too deep")
             if not v[0] and not v[1] and not v[2]:
                 v = ((), (), "no defining path")
             self._memo[key] = v
@@ -216,6 +219,8 @@ class FunctionFlow:
         """Value of ``reg`` after instruction ``p``."""
         addr, _size, raw_m, ops = self.insns[p]
         m = mnemonic(raw_m)
+        if reg.startswith("stk:"):
+            return self._through_stack(p, m, ops, reg, path)
         if m == "call":
             if reg in self.call_clobbers:
                 return UNKNOWN_CALL
@@ -243,8 +248,58 @@ class FunctionFlow:
                     if w == 64 and WIDTH[src] == 32:
                         pass  # zero-extended 32-bit source: value still the low 32 bits
                     return self._before(p, FAMILY[src], path)
+            if m == "mov" and w == 64:
+                sm = _STK_RE.fullmatch(src)
+                if sm:
+                    return self._before(p, stack_slot(sm), path)
             if m == "movsxd" and src in FAMILY:
                 return self._before(p, FAMILY[src], path)
             if m in ("xor", "sub") and FAMILY.get(src) == reg:
                 return (0,), (), None
         return (), (), f"{m} {ops} at {addr:#x}"
+
+    def _through_stack(self, p: int, m: str, ops: str, reg: str, path: set[tuple[int, str]]) -> Val:
+        """Value of the stack slot ``stk:X`` (``qword ptr [rsp + X]``) after instruction ``p``.
+
+        Best effort for Go's register spills: any change of rsp, or a call when
+        the slot is in the outgoing-argument area (below 0x40), makes it unknown;
+        stores through other pointers are not tracked.
+        """
+        addr = self.insns[p][0]
+        parts = ops.split(", ")
+        dest = parts[0]
+        if m == "call":
+            if int(reg[4:], 16) < 0x40:
+                return (), (), f"stack slot clobbered by a call at {addr:#x}"
+            return self._before(p, reg, path)
+        if m in ("push", "pop", "leave", "enter") or (dest == "rsp" and m not in ("cmp", "test")):
+            return (), (), f"{m} {ops} changes rsp at {addr:#x}"
+        sm = _STK_RE.fullmatch(dest) if "[rsp" in dest else None
+        if sm is None or stack_slot(sm) != reg:
+            if "[rsp" in dest and m not in NO_DEST and reg[4:] in dest:
+                return (), (), f"{m} {ops} at {addr:#x}"
+            return self._before(p, reg, path)
+        if m == "mov" and len(parts) == 2:
+            src = parts[1]
+            if src in FAMILY and WIDTH[src] == 64:
+                return self._before(p, FAMILY[src], path)
+            if src[:1].isdigit() or src.startswith("-"):
+                try:
+                    return (int(src, 0) & 0xFFFFFFFFFFFFFFFF,), (), None
+                except ValueError:
+                    pass
+        return (), (), f"{m} {ops} at {addr:#x}"
+
+
+_STK_RE = re.compile(r"qword ptr \[rsp(?: \+ (0x[0-9a-f]+|\d+))?\]")
+
+
+def stack_slot(m: "re.Match[str]") -> str:
+    """The pseudo register naming a ``qword ptr [rsp + X]`` slot."""
+    return f"stk:{int(m.group(1) or '0', 0):#x}"
+
+
+def caller_slot(reg: str) -> str | None:
+    """The caller's slot (just before its call) holding the callee's entry ``stk:X``."""
+    x = int(reg[4:], 16) - 8
+    return f"stk:{x:#x}" if x >= 0 else None

@@ -91,7 +91,9 @@ class Program:
         for oi, o in enumerate(self.objs):
             s = o.summary
             for f in s["roots"]:
-                add((oi, f), True)
+                # Go: every function is taken as reachable (sound, imprecise); callers
+                # found by direct calls still supply parameter values (syscall numbers)
+                add((oi, f), not s.get("is_go"))
             for name in s["data_imports"]:
                 for n in self.bind(name):
                     add(n, True)
@@ -150,7 +152,7 @@ class Program:
             res = (frozenset(), f"parameter {reg} of {fname}: address taken or called indirectly")
         else:
             out: set[int] = set()
-            why = None
+            why = None if self.sites_of.get((oi, f)) else f"parameter {reg} of {fname}: no call site found"
             for coi, cf, addr, regs in sorted(self.sites_of.get((oi, f), ()), key=lambda x: (x[0], x[2])):
                 where = f"{self.objs[coi].path}+{addr:#x}"
                 if reg not in regs:

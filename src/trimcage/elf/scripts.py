@@ -44,7 +44,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from trimcage.image.interface import DIR, HARDLINK, REG, SYMLINK, Entry, ImageError
 from trimcage.image.paths import normalize
@@ -75,6 +75,7 @@ ALIASES = {"os.path": "posixpath"}
 _MAX_READ = 64 << 20
 _NAME_RE = re.compile(rb"(?<![\x21-\x7e])([A-Za-z_][A-Za-z0-9_]{0,63}(?:\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,5})\x00")
 _VERSION_RE = re.compile(r"python(3)\.(\d+)")
+CACHE_NS = "py-imports-v1"
 _PARSE_CACHE: dict[str, tuple[list[tuple[str, bool, int]], list[str]]] = {}
 _CACHE_LOCK = threading.Lock()
 _TRY = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
@@ -350,8 +351,9 @@ def parse_argv(argv: Sequence[str]) -> tuple[str, str | None, set[str]]:
 
 class _Closure:
     def __init__(self, root: Path, index: Mapping[str, Entry], interpreter: str, argv: Sequence[str],
-                 env: Mapping[str, str], cwd: str):
+                 env: Mapping[str, str], cwd: str, cache: Any = None):
         self.t = _Tree(root, index)
+        self.cache = cache if cache is not None and hasattr(cache, "cache_get_json") else None
         self.env = dict(env)
         self.cwd = normalize(cwd or "/")
         self.interpreter = interpreter
@@ -398,6 +400,9 @@ class _Closure:
         names = [posixpath.basename(p) for p in [self.interpreter, *links, exe or ""]]
         ver = next((m.group(2) for n in names if (m := _VERSION_RE.fullmatch(n))), None)
         exe_dir = posixpath.dirname(exe or normalize(self.interpreter))
+        self.venv, system_site = self.find_venv()
+        if self.venv is not None and self.venv_home:
+            exe_dir = self.venv_home
         if ver is None:
             found = sorted({m.group(2) for d in ("/usr/lib", "/usr/local/lib", posixpath.join(posixpath.dirname(exe_dir), "lib"))
                             for n in self.t.listdir(d) if (m := _VERSION_RE.fullmatch(n))
@@ -461,11 +466,14 @@ class _Closure:
         if "S" not in flags:
             site_src = self.read(f"{self.stdlib}/site.py") if self.t.kind(f"{self.stdlib}/site.py") == REG else None
             debian = bool(site_src and b"dist-packages" in site_src)
-            user_ok = not ({"s", "I"} & flags) and not (not ignore_env and self.env.get("PYTHONNOUSERSITE"))
+            user_ok = not ({"s", "I"} & flags) and not (not ignore_env and self.env.get("PYTHONNOUSERSITE")) \
+                and (self.venv is None or system_site)
             cands: list[str] = []
             if user_ok and self.env.get("HOME"):
                 cands.append(normalize(f"{self.env['HOME']}/.local/lib/{self.lib}/site-packages"))
-            for pre in dict.fromkeys([prefix, exec_prefix]):
+            if self.venv is not None:
+                cands.append(f"{self.venv}/lib/{self.lib}/site-packages")
+            for pre in dict.fromkeys([prefix, exec_prefix]) if self.venv is None or system_site else ():
                 if debian:
                     cands += [normalize(f"{pre}/local/lib/{self.lib}/dist-packages"),
                               normalize(f"{pre}/lib/python3/dist-packages"),
@@ -478,6 +486,26 @@ class _Closure:
                     path.append(d)
                     path += self.pth(d)
         self.sys_path = list(dict.fromkeys(path))
+
+    def find_venv(self) -> tuple[str | None, bool]:
+        """(venv prefix, include-system-site-packages) if a ``pyvenv.cfg`` sits beside the
+        interpreter (as named, not resolved) or one level up; (None, True) otherwise."""
+        self.venv_home = ""
+        bindir = posixpath.dirname(normalize(self.interpreter))
+        for d in (bindir, posixpath.dirname(bindir)):
+            cfg = f"{d.rstrip('/')}/pyvenv.cfg"
+            if self.t.kind(cfg) != REG:
+                continue
+            self.keep(cfg)
+            values: dict[str, str] = {}
+            for line in (self.read(cfg) or b"").decode("utf-8", "replace").splitlines():
+                k, eq, v = line.partition("=")
+                if eq:
+                    values[k.strip().lower()] = v.strip()
+            self.venv_home = normalize(values["home"]) if values.get("home") else ""
+            self.notes.append(f"{cfg}: virtual environment (home {self.venv_home or '?'})")
+            return posixpath.dirname(bindir), values.get("include-system-site-packages", "").lower() == "true"
+        return None, True
 
     def exported_builtins(self, exe: str | None) -> set[str]:
         """Names ``X`` of ``PyInit_X`` exported by the interpreter and its libpython (built-in modules)."""
@@ -698,19 +726,37 @@ class _Closure:
     def drain(self) -> None:
         while self.queue:
             path, name, is_pkg = self.queue.pop(0)
-            key = self.t.key(path)
-            with _CACHE_LOCK:
-                hit = _PARSE_CACHE.get(key)
+            hit = self.parsed(path)
             if hit is None:
-                data = self.read(path)
-                if data is None:
-                    continue
-                hit = _parse_imports(data, "<file>")
-                with _CACHE_LOCK:
-                    _PARSE_CACHE[key] = hit
+                continue
             imports, notes = hit
             self.notes += [n.replace("<file>", path) for n in notes]
             self.follow(imports, path, name, is_pkg)
+
+    def parsed(self, path: str) -> tuple[list[tuple[str, bool, int]], list[str]] | None:
+        """Imports of a module file (not the main script), cached by content digest; None if unreadable."""
+        key = self.t.key(path)
+        with _CACHE_LOCK:
+            hit = _PARSE_CACHE.get(key)
+        if hit is None and self.cache is not None and key.startswith("sha256:"):
+            doc = self.cache.cache_get_json(CACHE_NS, key)
+            try:
+                hit = ([(str(a), bool(b), int(c)) for a, b, c in doc["imports"]],
+                       [str(n) for n in doc["notes"]])
+            except (TypeError, KeyError, ValueError):
+                hit = None
+        if hit is None:
+            data = self.read(path)
+            if data is None:
+                return None
+            hit = _parse_imports(data, "<file>")
+            if self.cache is not None and key.startswith("sha256:"):
+                self.cache.cache_put_json(CACHE_NS, key, {"imports": [list(i) for i in hit[0]], "notes": hit[1]})
+        with _CACHE_LOCK:
+            if len(_PARSE_CACHE) > 200_000:
+                _PARSE_CACHE.clear()
+            _PARSE_CACHE[key] = hit
+        return hit
 
     def follow(self, imports: list[tuple[str, bool, int]], label: str, name: str, is_pkg: bool) -> None:
         package = name if is_pkg else name.rpartition(".")[0]
@@ -796,7 +842,7 @@ class _Closure:
 
 
 def python_closure(root: Path, index: Mapping[str, Entry], interpreter: str, argv: Sequence[str],
-                   env: Mapping[str, str], *, cwd: str = "/") -> ScriptClosure:
+                   env: Mapping[str, str], *, cwd: str = "/", cache: Any = None) -> ScriptClosure:
     """The files a Python entry point can import, computed statically.
 
     ``root`` is the extracted image rootfs, ``index`` its flattened index,
@@ -808,6 +854,9 @@ def python_closure(root: Path, index: Mapping[str, Entry], interpreter: str, arg
     ``-c`` and relative paths). Nothing is executed; files are read only
     through ``index`` and :func:`open_beneath`. Never raises for image
     content: unreadable or unparsable files become notes, missing modules
-    ``unresolved``. See the module docstring for the keep rules.
+    ``unresolved``. ``cache`` (the store, or anything with
+    ``cache_get_json``/``cache_put_json``) keeps each file's parsed imports by
+    content digest across runs (namespace :data:`CACHE_NS`). See the module
+    docstring for the keep rules.
     """
-    return _Closure(root, index, interpreter, argv, env, cwd).run()
+    return _Closure(root, index, interpreter, argv, env, cwd, cache).run()

@@ -29,18 +29,21 @@ sound). Summary keys (all function references are indices into ``funcs``):
 from __future__ import annotations
 
 import bisect
+from collections import deque
 import re
 import struct
 from typing import Any
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
-from trimcage.elf.dataflow import (CALLER_SAVED, FAMILY, FunctionFlow, Insn, Val, direct_target,
+from trimcage.elf.dataflow import (CALLER_SAVED, FAMILY, FunctionFlow, Insn, Val, caller_slot, direct_target,
                                    mnemonic, rip_target)
+from trimcage.elf.golang import go_functions
 from trimcage.elf.reader import (R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT,
                                  R_X86_64_RELATIVE, ElfObject)
 
-SUMMARY_VERSION = 3
+SUMMARY_VERSION = 5
+MAX_PARAM_LEVELS = 6   # call levels a parameter is followed up from a syscall site
 SYSCALL_ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 CALL_ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 GO_REGS = ("rax", "rbx", "rcx", "rdi", "rsi", "r8", "r9", "r10", "r11")
@@ -148,6 +151,10 @@ def summarize(data: bytes, name: str) -> dict[str, Any]:
     for _n, value, _size in elf.iter_function_symbols():
         if in_code(value):
             starts.add(value)
+    go_funcs = go_functions(elf) if go else []
+    for value, _n in go_funcs:
+        if in_code(value):
+            starts.add(value)
     entry = elf.entry if in_code(elf.entry) else None
     if entry is not None:
         starts.add(entry)
@@ -184,6 +191,9 @@ def summarize(data: bytes, name: str) -> dict[str, Any]:
 
     names: dict[int, list[str]] = {}
     for n, value, _size in elf.iter_function_symbols():
+        if in_code(value) and n:
+            names.setdefault(fidx(value), []).append(n)
+    for value, n in go_funcs:
         if in_code(value) and n:
             names.setdefault(fidx(value), []).append(n)
     exports: dict[str, list[int]] = {}
@@ -282,11 +292,14 @@ def summarize(data: bytes, name: str) -> dict[str, Any]:
             if isinstance(t, int):
                 callers.setdefault(t, []).append((g, p))
     calls: dict[int, dict[int, list[Any]]] = {}   # g -> pos -> [addr, target, {reg: val}]
-    work = sorted(needs)
+    work = deque(sorted(needs))
+    level = {f: 0 for f in needs}
     rounds = 0
-    while work and rounds < 20000:
+    while work and rounds < 200000:
         rounds += 1
-        f = work.pop()
+        f = work.popleft()
+        if level[f] >= MAX_PARAM_LEVELS:
+            continue
         for g, p in callers.get(f, ()):
             fl = flow(g)
             rec = calls.setdefault(g, {}).setdefault(p, [insns[p][0], f, {}])
@@ -294,12 +307,16 @@ def summarize(data: bytes, name: str) -> dict[str, Any]:
             for r in sorted(needs.get(f, ())):
                 if r in rec[2]:
                     continue
-                v = fl.value_before(p - bounds[g][0], r)
+                cr = caller_slot(r) if r.startswith("stk:") else r
+                if cr is None:
+                    continue
+                v = fl.value_before(p - bounds[g][0], cr)
                 rec[2][r] = enc(v)
                 if not set(v[1]) <= needs.get(g, set()):
                     needs.setdefault(g, set()).update(v[1])
                     grew = True
-            if grew and g not in work:
+            if grew:
+                level[g] = min(level.get(g, MAX_PARAM_LEVELS), level[f] + 1)
                 work.append(g)
 
     icalls: dict[int, list[Any]] = {}

@@ -272,3 +272,38 @@ def test_flask_sample_runs_from_its_closure_alone(flask_image, shared_store, tmp
     # the python-free base alone cannot run it either
     bare = slim({p for p in index if base(p)} | {"/app/app.py"}, tmp_path / "bare")
     assert run_app(bare).returncode != 0
+
+
+def test_python_org_layout_and_venv(tmp_path):
+    """/usr/local/bin/python3 from a python.org build: site-packages, libpython exports, a venv."""
+    root = tmp_path / "root"
+    write(root, {
+        "/usr/local/bin/python3.12": b"\x7fELF\x00",
+        "/usr/local/lib/libpython3.12.so.1.0": b"\x7fELF\x00PyInit__socket\x00",
+        "/usr/local/lib/python3.12/os.py": "import _socket\nimport stdmod\n",
+        "/usr/local/lib/python3.12/stdmod.py": "",
+        "/usr/local/lib/python3.12/site.py": "# site-packages only\n",
+        "/usr/local/lib/python3.12/lib-dynload/_x.cpython-312-x86_64-linux-gnu.so": b"",
+        "/usr/local/lib/python3.12/site-packages/tp/__init__.py": "",
+        "/usr/local/lib/python3.12/site-packages/tp/extra.py": "",
+        "/usr/lib/python3/dist-packages/debian_only.py": "",
+        "/opt/venv/pyvenv.cfg": "home = /usr/local/bin\ninclude-system-site-packages = false\n",
+        "/opt/venv/lib/python3.12/site-packages/invenv.py": "",
+        "/srv/main.py": "import tp, debian_only, inventory\n",
+        "/srv/v.py": "import inventory, tp\n",
+    })
+    os.symlink("python3.12", root / "usr/local/bin/python3")
+    (root / "opt/venv/bin").mkdir(parents=True)
+    os.symlink("/usr/local/bin/python3", root / "opt/venv/bin/python")
+    (root / "opt/venv/lib/python3.12/site-packages/inventory.py").write_text("import inventory\n")
+    index = scan_directory(root)
+    c = python_closure(root, index, "/usr/local/bin/python3", ["python3", "/srv/main.py"], {})
+    assert "/usr/local/lib/python3.12/site-packages" in c.sys_path
+    assert "/usr/local/lib/python3.12/site-packages/tp/extra.py" in c.files  # third party: whole
+    assert "/usr/local/lib/python3.12/stdmod.py" in c.files
+    assert {"debian_only", "inventory"} <= set(c.unresolved) and "_socket" not in c.unresolved
+    v = python_closure(root, index, "/opt/venv/bin/python", ["python", "/srv/v.py"], {})
+    assert "/opt/venv/lib/python3.12/site-packages/inventory.py" in v.files
+    assert {"/opt/venv/pyvenv.cfg", "/opt/venv/bin/python", "/usr/local/bin/python3.12",
+            "/usr/local/lib/python3.12/os.py"} <= set(v.files)
+    assert "tp" in v.unresolved  # include-system-site-packages = false

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,11 +30,18 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+# The runs of this test session keep their run dirs here, so the leak checks see only
+# this session's runs even when other suites use the runtime at the same time.
+RUN_TMP = tempfile.mkdtemp(prefix="trimcage-tests-")
+atexit.register(shutil.rmtree, RUN_TMP, True)
+RUN_ENV = {**os.environ, "TMPDIR": RUN_TMP}
+
+
 def tc(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run ``trimcage run|trace ...`` in a subprocess (only the trace stage's subcommands
     are loaded, so the test does not depend on other stages' CLI modules)."""
     return subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+                          timeout=timeout, env=RUN_ENV, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +92,7 @@ NGINX_CONFIG = {"Entrypoint": ["nginx", "-g", "daemon off;"], "ExposedPorts": {"
 
 
 def leftovers() -> list[str]:
-    """Processes, mounts, netns and run dirs left by the trace stage (empty when clean)."""
+    """Processes, mounts, run dirs and netns left by this session's runs (empty when clean)."""
     bad = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -92,13 +101,11 @@ def leftovers() -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "trimcage-run-" in cmd or cmd.startswith("/.trimcage/"):
+        if RUN_TMP in cmd:
             bad.append(f"process {pid}: {cmd[:120]}")
     mounts = Path("/proc/self/mountinfo").read_text()
     bad += [f"mount: {line[:120]}" for line in mounts.splitlines() if "trimcage-run-" in line]
-    import tempfile
-    tmp = Path(tempfile.gettempdir())
-    bad += [f"dir: {p}" for p in tmp.glob("trimcage-run-*")]
+    bad += [f"dir: {p}" for p in Path(RUN_TMP).glob("trimcage-run-*")]
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     bad += [f"netns: {line}" for line in ns.splitlines() if "trimcage" in line]
     return bad

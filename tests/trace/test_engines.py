@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.trace.conftest import NGINX_CONFIG, config_file, leftovers, tc
+from tests.trace.conftest import NGINX_CONFIG, RUN_TMP, config_file, leftovers, tc
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.samples]
 
@@ -15,9 +15,9 @@ RUNTIME_SPECIFIC = ("/proc/", "/sys/", "/dev/", "/.dockerenv", "/run/.containere
 
 def engine_leftovers(engine: str) -> list[str]:
     cmd = ["podman", "--runtime", "runc"] if engine == "podman" else ["docker"]
-    out = subprocess.run([*cmd, "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
-                         check=True).stdout
-    return [n for n in out.split() if n.startswith("trimcage-")]
+    out = subprocess.run([*cmd, "ps", "-a", "--format", "{{.Names}} {{.Labels}}"], capture_output=True,
+                         text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.startswith("trimcage-") and RUN_TMP in line]
 
 
 def files_of(tmp_path, root, runtime):

@@ -59,12 +59,13 @@ def test_sigterm_is_forwarded_to_the_entrypoint(tmp_path, tiny_root):
     import sys
     import time
 
-    from tests.trace.conftest import RUNNER
+    from tests.trace.conftest import RUN_ENV, RUN_TMP, RUNNER
     cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "sleep", "60"]})
-    p = subprocess.Popen([sys.executable, "-c", RUNNER, "run", "--rootfs", str(tiny_root), "--image-config", cfg])
+    p = subprocess.Popen([sys.executable, "-c", RUNNER, "run", "--rootfs", str(tiny_root), "--image-config", cfg],
+                         env=RUN_ENV)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(
-            "trimcage-run-" in Path(f"/proc/{d}/cmdline").read_text(errors="replace")
+            RUN_TMP in Path(f"/proc/{d}/cmdline").read_text(errors="replace")
             for d in os.listdir("/proc") if d.isdigit() and os.path.exists(f"/proc/{d}/cmdline")):
         time.sleep(0.05)
     time.sleep(0.5)

@@ -110,7 +110,7 @@ class Engine(Container):
     def _start(self, capture: bool) -> None:
         proc, opts = self.process, self.opts
         image = engine_image(self.target, self.runtime)
-        args = ["run", "--name", self.name, "--network", "none", "--hostname", opts.hostname,
+        args = ["run", "--name", self.name, "--label", f"trimcage.rundir={self.run_dir}", "--network", "none", "--hostname", opts.hostname,
                 "--tmpfs", "/tmp:mode=1777", "--tmpfs", "/run:mode=755", "-w", proc.cwd,
                 "--user", f"{proc.uid}:{proc.gid}", "--stop-signal", SIGNAMES.get(proc.stop_signal, "SIGTERM")]
         if self.runtime == "podman":

@@ -197,7 +197,7 @@ class Embedded(Container):
 
     def _start(self, capture: bool, seccomp_bpf: bytes | None) -> None:
         run, proc, opts = self.run_dir, self.process, self.opts
-        for d in ("upper", "work", "merged", "out"):
+        for d in ("rw", "merged", "out"):
             (run / d).mkdir()
         os.chmod(run / "out", 0o777)
         need_bundle = opts.trace or proc.uid != 0
@@ -254,10 +254,13 @@ class Embedded(Container):
             inner += bundle.setpriv_argv(proc.uid, proc.gid, list(proc.groups))
         inner += list(proc.argv)
         args += ["--", *inner]
-        mount = ('mount -t overlay trimcage -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" || exit 125; '
-                 'shift 4; exec "$@"')
+        # upper/work on a tmpfs of the private namespace: works whatever $TMPDIR's file
+        # system is (an overlayfs upper cannot be on overlayfs, as in CI containers)
+        mount = ('mount -t tmpfs -o mode=0755 trimcage "$2" && mkdir "$2/upper" "$2/work" && '
+                 'mount -t overlay trimcage -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$3" '
+                 '|| exit 125; shift 3; exec "$@"')
         full = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mount, "sh",
-                self.target.rootfs, str(run / "upper"), str(run / "work"), str(run / "merged"), *args]
+                self.target.rootfs, str(run / "rw"), str(run / "merged"), *args]
         # Output is captured through a pipe (like the engines' log drivers), so a
         # process writing to /dev/stdout sees "pipe:[...]", never a host path.
         try:

@@ -307,3 +307,45 @@ def test_python_org_layout_and_venv(tmp_path):
     assert {"/opt/venv/pyvenv.cfg", "/opt/venv/bin/python", "/usr/local/bin/python3.12",
             "/usr/local/lib/python3.12/os.py"} <= set(v.files)
     assert "tp" in v.unresolved  # include-system-site-packages = false
+
+
+
+SCRIPT = """#!/bin/sh -e
+. /lib/common.sh
+cat <<END
+not_a_command
+END
+case "$1" in
+  start) tool --serve ;;
+esac
+X=1 missingcmd || true
+$DYNAMIC arg
+exec env -i A=1 tool "$@"
+"""
+
+
+def test_shell_closure(tmp_path):
+    from trimcage.elf.scripts import shell_closure, shell_words
+
+    root = tmp_path / "root"
+    fake_python(root, {
+        "/bin/sh": b"\x7fELF sh", "/usr/bin/env": b"\x7fELF env", "/usr/bin/tool": b"\x7fELF tool",
+        "/usr/bin/cat": b"\x7fELF cat", "/usr/bin/not_a_command": b"\x7fELF no",
+        "/entry.sh": SCRIPT, "/lib/common.sh": "helper --init\n",
+        "/usr/local/bin/helper": "#!/usr/bin/python3\nimport stat\n",
+    })
+    for p in ("bin/sh", "usr/bin/env", "usr/bin/tool", "usr/bin/cat", "usr/bin/not_a_command",
+              "usr/local/bin/helper", "entry.sh"):
+        os.chmod(root / p, 0o755)
+    os.symlink("/usr/bin/tool", root / "usr/bin/alias-tool")
+    c = shell_closure(root, scan_directory(root), ["/entry.sh", "start"], {"PATH": "/usr/local/bin:/usr/bin"})
+    assert set(c.executables) == {"/bin/sh", "/usr/bin/env", "/usr/bin/tool", "/usr/bin/cat", "/usr/bin/python3.11"}
+    assert {"/entry.sh", "/lib/common.sh", "/usr/local/bin/helper", "/usr/lib/python3.11/stat.py",
+            "/usr/bin/python3"} <= set(c.files)
+    assert "/usr/bin/not_a_command" not in c.files  # heredoc body
+    assert "missingcmd" in c.unresolved and "start" not in c.unresolved
+    assert any("$DYNAMIC" in n for n in c.notes)
+    c = shell_closure(root, scan_directory(root), ["sh", "-c", "alias-tool x && nope"], {"PATH": "/bin:/usr/bin"})
+    assert {"/usr/bin/alias-tool", "/usr/bin/tool", "/bin/sh"} <= set(c.files) and "nope" in c.unresolved
+    cmds, _ = shell_words("a=$(id -u); b | c && d & e\n")
+    assert [w[0] for w in cmds] == ["a=", "id", "b", "c", "d", "e"]

@@ -92,8 +92,10 @@ class ScriptClosure:
     closure must add. ``unresolved``: module names imported somewhere but not
     found (never silently dropped). ``notes``: dynamic imports not followed,
     syntax errors, unreadable files, guarded misses. ``sys_path``: the path
-    computed for the interpreter. All tuples are sorted except ``sys_path``
-    and ``notes`` (in discovery order, deterministic).
+    computed for the interpreter. ``executables``: (shell closure) the
+    resolved programs a script runs, whose ELF closure the caller adds. All
+    tuples are sorted except ``sys_path`` and ``notes`` (in discovery order,
+    deterministic).
     """
 
     files: tuple[str, ...]
@@ -101,6 +103,7 @@ class ScriptClosure:
     unresolved: tuple[str, ...]
     notes: tuple[str, ...]
     sys_path: tuple[str, ...] = ()
+    executables: tuple[str, ...] = ()
 
 
 @dataclass
@@ -860,3 +863,243 @@ def python_closure(root: Path, index: Mapping[str, Entry], interpreter: str, arg
     docstring for the keep rules.
     """
     return _Closure(root, index, interpreter, argv, env, cwd, cache).run()
+
+
+# --- shell entry points -----------------------------------------------------------------
+
+SHELLS = frozenset({"sh", "dash", "bash", "ash", "busybox", "ksh", "mksh", "zsh"})
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Words that run their first non-option, non-assignment argument as a command.
+WRAPPERS = frozenset({"exec", "command", "env", "nohup", "nice", "time", "timeout", "setpriv", "gosu",
+                      "su-exec", "tini", "dumb-init", "chroot", "xargs", "stdbuf", "ionice", "runuser"})
+#: Shell keywords: the next word may be a command.
+SHELL_KEYWORDS = frozenset("if then else elif fi do done while until { } ! time".split())
+#: Built-ins that run their arguments as a command.
+SHELL_RUNNERS = frozenset({"exec", "command", "builtin"})
+#: Built-ins (dash/bash) that need no file; their arguments are not commands.
+SHELL_BUILTINS = frozenset("""for in case esac function select cd echo printf test [ [[ ]] read set export
+    unset shift exit return trap wait true false : eval local kill umask ulimit type getopts hash alias
+    unalias jobs fg bg pwd readonly break continue let declare typeset shopt""".split())
+_PY_RE = re.compile(r"python(3(\.\d+)?)?")
+_SEPARATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", ";;", "|&", "\n", "`", "$("})
+
+
+def shell_words(text: str) -> tuple[list[list[str]], list[str]]:
+    """Split shell source into simple commands (lists of words) and notes. Pure.
+
+    Over-approximate and simple: ``;``/``&&``/``||``/``|``/``&``/newlines,
+    ``(``/``)``, backquotes and ``$(`` start a new command; heredoc bodies are
+    skipped; comments dropped. Unparsable lines become notes.
+    """
+    import shlex
+
+    cmds: list[list[str]] = []
+    notes: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    logical: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        while line.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            line = line[:-1] + lines[i]
+        m = re.search(r"<<-?\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)", line)
+        logical.append(line)
+        i += 1
+        if m:
+            end = m.group(1)
+            while i < len(lines) and lines[i].strip() != end:
+                i += 1
+            i += 1
+    for n, line in enumerate(logical, 1):
+        line = line.replace("$(", " ( ").replace("`", " ` ")
+        lex = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
+        lex.whitespace_split = True
+        lex.commenters = "#"
+        try:
+            tokens = list(lex)
+        except ValueError as e:
+            notes.append(f"line {n}: not parsed ({e}); its commands are unknown")
+            continue
+        cur: list[str] = []
+        for tok in tokens:
+            if tok in _SEPARATORS or set(tok) <= set(";&|()") and tok:
+                if cur:
+                    cmds.append(cur)
+                cur = []
+                if tok == ")" and cmds and len(cmds[-1]) == 1:
+                    cmds.pop()  # a case pattern `word)`, not a command
+                continue
+            cur.append(tok)
+        if cur:
+            cmds.append(cur)
+    return cmds, notes
+
+
+def shell_closure(root: Path, index: Mapping[str, Entry], argv: Sequence[str], env: Mapping[str, str], *,
+                  cwd: str = "/", cache: Any = None) -> ScriptClosure:
+    """The programs and scripts a shell entry point runs, computed statically.
+
+    ``argv`` is the command (``["/bin/sh", "-c", "exec nginx -g ..."]``,
+    ``["/bin/sh", "/docker-entrypoint.sh"]`` or ``["/docker-entrypoint.sh"]``
+    with a ``#!`` line). Command words are resolved through ``PATH`` (from
+    ``env``, else Debian's default) inside the image; scripts they name
+    (``#!`` lines, ``.``/``source`` with constant paths) are followed, and a
+    ``python3 ...`` command gets :func:`python_closure`. Words built at run
+    time (``$CMD``, ``eval``) are listed in ``notes``; names not found in
+    ``unresolved``. ``executables`` are the resolved programs, whose ELF
+    closure the caller adds. Nothing is executed.
+    """
+    t = _Tree(root, index)
+    path_dirs = [normalize(d) for d in (env.get("PATH") or DEFAULT_PATH).split(":") if d]
+    out = ScriptClosure((), (), (), ())
+    files: set[str] = set()
+    exes: set[str] = set()
+    missing: set[str] = set()
+    notes: list[str] = []
+    seen_scripts: set[str] = set()
+    parts: list[ScriptClosure] = []
+
+    def keep(p: str) -> str | None:
+        r, links = t.chain(p)
+        files.update(links)
+        if r and r != "/":
+            files.add(r)
+        return r
+
+    def which(word: str) -> str | None:
+        if "/" in word:
+            p = normalize(word if word.startswith("/") else posixpath.join(cwd, word))
+            return p if t.kind(p) == REG else None
+        for d in path_dirs:
+            p = f"{d}/{word}"
+            r = t.chain(p)[0]
+            if r and t.kind(r) == REG and t.index[r].mode & 0o111:
+                return p
+        return None
+
+    def read(p: str) -> bytes | None:
+        try:
+            return t.read(p)
+        except ImageError as e:
+            notes.append(f"{p}: not read ({e})")
+            return None
+
+    def run_command(words: list[str], where: str) -> None:
+        words = list(words)
+        while words:
+            while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+                words.pop(0)
+            if not words:
+                return
+            w = words[0]
+            if any(c in w for c in "$`*?[") and w not in ("[", "[["):
+                notes.append(f"{where}: command word {w!r} is computed at run time; not followed")
+                return
+            if w in (".", "source") and len(words) > 1:
+                target = words[1]
+                if "$" in target:
+                    notes.append(f"{where}: sources {target!r}, computed at run time; not followed")
+                else:
+                    p = normalize(target if target.startswith("/") else posixpath.join(cwd, target))
+                    if t.kind(p) == REG:
+                        script(p, [], run_by_shell=True)
+                    else:
+                        missing.add(target)
+                return
+            if w == "eval":
+                notes.append(f"{where}: eval; its commands are not followed")
+                return
+            if w in SHELL_KEYWORDS:
+                words.pop(0)
+                continue
+            if w in SHELL_RUNNERS:
+                words.pop(0)
+                while words and words[0].startswith("-"):
+                    words.pop(0)
+                continue
+            if w in SHELL_BUILTINS:
+                return
+            found = which(w)
+            if found is None:
+                missing.add(w)
+                notes.append(f"{where}: command {w!r} not found in PATH")
+                return
+            program(found, words)
+            if posixpath.basename(w) in WRAPPERS:
+                words.pop(0)
+                while words and (words[0].startswith("-") or "=" in words[0] or words[0].isdigit()):
+                    words.pop(0)
+                continue
+            return
+
+    def program(found: str, words: list[str]) -> None:
+        r = keep(found)
+        if r is None:
+            return
+        data = read(r)
+        if data is None:
+            return
+        if data.startswith(b"#!"):
+            script(r, words[1:])
+            return
+        exes.add(r)
+        base = posixpath.basename(found)
+        if _PY_RE.fullmatch(base) or _PY_RE.fullmatch(posixpath.basename(r)):
+            parts.append(python_closure(root, index, found, words, env, cwd=cwd, cache=cache))
+        elif posixpath.basename(r) in SHELLS or base in SHELLS:
+            mode = words[1:]
+            if "-c" in mode and mode.index("-c") + 1 < len(mode):
+                text(mode[mode.index("-c") + 1], f"{found} -c")
+            else:
+                args = [a for a in mode if not a.startswith("-")]
+                if args:
+                    p = normalize(args[0] if args[0].startswith("/") else posixpath.join(cwd, args[0]))
+                    if t.kind(p) == REG:
+                        script(p, [], run_by_shell=True)
+                    else:
+                        missing.add(args[0])
+
+    def script(p: str, args: list[str], *, run_by_shell: bool = False) -> None:
+        """A script file: its ``#!`` interpreter runs it, unless a shell was named to run it."""
+        r = keep(p)
+        if r is None:
+            return
+        data = read(r)
+        if data is None:
+            return
+        first = data.split(b"\n", 1)[0]
+        if first.startswith(b"#!") and not run_by_shell:
+            interp = first[2:].decode("utf-8", "replace").split()
+            if interp:
+                found = which(interp[0]) if interp[0].startswith("/") else None
+                if found is None:
+                    missing.add(interp[0])
+                    notes.append(f"{p}: interpreter {interp[0]!r} not in the image")
+                    return
+                # `#!/usr/bin/env python3`, `#!/bin/sh -e`: the interpreter line runs with the script
+                program(found, interp + [p] + args)
+                return
+        if r in seen_scripts:
+            return
+        seen_scripts.add(r)
+        text(data.decode("utf-8", "replace"), p)
+
+    def text(src: str, label: str) -> None:
+        cmds, ns = shell_words(src)
+        notes.extend(f"{label}: {n}" for n in ns)
+        for words in cmds:
+            run_command(words, label)
+
+    if argv:
+        run_command(list(argv), "<argv>")
+    for c in parts:
+        files.update(c.files)
+        missing.update(c.unresolved)
+        notes.extend(c.notes)
+    del out
+    return ScriptClosure(files=tuple(sorted(files)),
+                         extensions=tuple(sorted({e for c in parts for e in c.extensions})),
+                         unresolved=tuple(sorted(missing)), notes=tuple(notes),
+                         sys_path=tuple(dict.fromkeys(p for c in parts for p in c.sys_path)),
+                         executables=tuple(sorted(exes)))

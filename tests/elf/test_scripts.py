@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from trimcage.elf import scripts
 from trimcage.elf.scripts import ScriptClosure, parse_argv, python_closure
 from trimcage.image.writer import scan_directory
 
@@ -112,6 +113,8 @@ def tree(tmp_path):
         "/usr/lib/python3/dist-packages/pthmod.py": "",
     })
     os.symlink("/etc/shadow", root / "app" / "evil.py")
+    (root / "usr/lib/python3/dist-packages/aaa_data.py").write_text("")
+    os.link(root / "usr/lib/python3/dist-packages/aaa_data.py", root / "usr/lib/python3/dist-packages/pkg/hl.py")
     return root
 
 
@@ -149,6 +152,9 @@ def test_imports_followed_and_resolved(tree):
               "/usr/lib/python3/dist-packages/broken_dep.py"):
         assert p in f, p
     assert "/usr/lib/python3/dist-packages/pkg/_speed.cpython-311-x86_64-linux-gnu.so" in c.extensions
+    # a hardlink inside a kept package: the file it shares content with (first in path order) is kept too
+    assert scan_directory(tree)["/usr/lib/python3/dist-packages/pkg/hl.py"].type == "hardlink"
+    assert {"/usr/lib/python3/dist-packages/pkg/hl.py", "/usr/lib/python3/dist-packages/aaa_data.py"} <= f
     assert not any("other" in p for p in f)
     # nothing silently dropped
     assert {"hard_missing", "optional_missing", "evil", "nt"} <= set(c.unresolved)
@@ -233,7 +239,10 @@ def test_flask_sample_runs_from_its_closure_alone(flask_image, shared_store, tmp
 
     image, index, root = flask_image
     env = dict(e.split("=", 1) for e in image.runtime_config.get("Env", []))
-    c = python_closure(root, index, PY, image.runtime_config["Entrypoint"], env, cwd="/app")
+    scripts._PARSE_CACHE.clear()
+    c = python_closure(root, index, PY, image.runtime_config["Entrypoint"], env, cwd="/app", workers=2)
+    scripts._PARSE_CACHE.clear()
+    assert c == python_closure(root, index, PY, image.runtime_config["Entrypoint"], env, cwd="/app", workers=1)
     f = set(c.files)
     dist = "/usr/lib/python3/dist-packages"
     for p in ("/usr/lib/python3.11/os.py", "/usr/lib/python3.11/encodings/__init__.py",

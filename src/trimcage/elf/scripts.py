@@ -39,6 +39,7 @@ Soundness rules (over-approximate on purpose):
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import posixpath
 import re
 import threading
@@ -87,7 +88,8 @@ class ScriptClosure:
     """What an interpreted entry point needs, as absolute in-image paths.
 
     ``files``: every path to keep (regular files, the symlinks traversed to
-    reach them, and package directories), sorted, unique. ``extensions``:
+    reach them, hardlink targets, and directories that must exist: packages,
+    ``lib-dynload``), sorted, unique. ``extensions``:
     the extension modules (``.so``) among them, whose shared libraries the ELF
     closure must add. ``unresolved``: module names imported somewhere but not
     found (never silently dropped). ``notes``: dynamic imports not followed,
@@ -354,8 +356,10 @@ def parse_argv(argv: Sequence[str]) -> tuple[str, str | None, set[str]]:
 
 class _Closure:
     def __init__(self, root: Path, index: Mapping[str, Entry], interpreter: str, argv: Sequence[str],
-                 env: Mapping[str, str], cwd: str, cache: Any = None):
+                 env: Mapping[str, str], cwd: str, cache: Any = None, workers: int = 2):
         self.t = _Tree(root, index)
+        self.workers = workers
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.cache = cache if cache is not None and hasattr(cache, "cache_get_json") else None
         self.env = dict(env)
         self.cwd = normalize(cwd or "/")
@@ -671,8 +675,11 @@ class _Closure:
         for p in [p for p in self.t.index if p.startswith(prefix)]:
             e = self.t.index[p]
             self.files.add(p)
-            if e.type == SYMLINK:
-                self.keep(p)
+            if e.type in (SYMLINK, HARDLINK):
+                r = self.keep(p)
+                if r and r != "/" and self.t.index[r].type == DIR and not r.startswith(prefix):
+                    self.notes.append(f"{p}: links to the directory {r}; kept whole")
+                    self.files.update(q for q in self.t.index if q.startswith(r + "/"))
             rel = p[len(prefix):]
             if e.type not in (REG, HARDLINK, SYMLINK) or "__pycache__" in rel.split("/"):
                 continue
@@ -727,14 +734,48 @@ class _Closure:
         return ".".join(parts[: len(parts) - (level - 1)])
 
     def drain(self) -> None:
+        """Follow the queued module files wave by wave; a wave's uncached files are parsed in parallel."""
         while self.queue:
-            path, name, is_pkg = self.queue.pop(0)
-            hit = self.parsed(path)
-            if hit is None:
+            wave, self.queue = self.queue, []
+            self.prefetch([path for path, _, _ in wave])
+            for path, name, is_pkg in wave:
+                hit = self.parsed(path)
+                if hit is None:
+                    continue
+                imports, notes = hit
+                self.notes += [n.replace("<file>", path) for n in notes]
+                self.follow(imports, path, name, is_pkg)
+
+    def prefetch(self, paths: list[str]) -> None:
+        """Parse the files of ``paths`` missing from both caches, with ``workers`` processes."""
+        if self.workers < 2:
+            return
+        todo: dict[str, bytes] = {}
+        for path in paths:
+            key = self.t.key(path)
+            if key in todo or key in _PARSE_CACHE or not key.startswith("sha256:"):
                 continue
-            imports, notes = hit
-            self.notes += [n.replace("<file>", path) for n in notes]
-            self.follow(imports, path, name, is_pkg)
+            if self.cache is not None and self.cache.cache_get_json(CACHE_NS, key) is not None:
+                continue
+            data = self.read(path)
+            if data is not None:
+                todo[key] = data
+        if len(todo) < 16:
+            return
+        if self.pool is None:
+            self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers)
+        keys = sorted(todo)
+        for key, hit in zip(keys, self.pool.map(_parse_imports, [todo[k] for k in keys],
+                                                ["<file>"] * len(keys), chunksize=8)):
+            self.store_parsed(key, hit)
+
+    def store_parsed(self, key: str, hit: tuple[list[tuple[str, bool, int]], list[str]]) -> None:
+        if self.cache is not None and key.startswith("sha256:"):
+            self.cache.cache_put_json(CACHE_NS, key, {"imports": [list(i) for i in hit[0]], "notes": hit[1]})
+        with _CACHE_LOCK:
+            if len(_PARSE_CACHE) > 200_000:
+                _PARSE_CACHE.clear()
+            _PARSE_CACHE[key] = hit
 
     def parsed(self, path: str) -> tuple[list[tuple[str, bool, int]], list[str]] | None:
         """Imports of a module file (not the main script), cached by content digest; None if unreadable."""
@@ -753,12 +794,10 @@ class _Closure:
             if data is None:
                 return None
             hit = _parse_imports(data, "<file>")
-            if self.cache is not None and key.startswith("sha256:"):
-                self.cache.cache_put_json(CACHE_NS, key, {"imports": [list(i) for i in hit[0]], "notes": hit[1]})
-        with _CACHE_LOCK:
-            if len(_PARSE_CACHE) > 200_000:
-                _PARSE_CACHE.clear()
-            _PARSE_CACHE[key] = hit
+            self.store_parsed(key, hit)
+        else:
+            with _CACHE_LOCK:
+                _PARSE_CACHE[key] = hit
         return hit
 
     def follow(self, imports: list[tuple[str, bool, int]], label: str, name: str, is_pkg: bool) -> None:
@@ -845,7 +884,8 @@ class _Closure:
 
 
 def python_closure(root: Path, index: Mapping[str, Entry], interpreter: str, argv: Sequence[str],
-                   env: Mapping[str, str], *, cwd: str = "/", cache: Any = None) -> ScriptClosure:
+                   env: Mapping[str, str], *, cwd: str = "/", cache: Any = None,
+                   workers: int = 2) -> ScriptClosure:
     """The files a Python entry point can import, computed statically.
 
     ``root`` is the extracted image rootfs, ``index`` its flattened index,
@@ -860,9 +900,15 @@ def python_closure(root: Path, index: Mapping[str, Entry], interpreter: str, arg
     ``unresolved``. ``cache`` (the store, or anything with
     ``cache_get_json``/``cache_put_json``) keeps each file's parsed imports by
     content digest across runs (namespace :data:`CACHE_NS`). See the module
-    docstring for the keep rules.
+    docstring for the keep rules. Files missing from the caches are parsed by
+    ``workers`` processes (1: in this process).
     """
-    return _Closure(root, index, interpreter, argv, env, cwd, cache).run()
+    c = _Closure(root, index, interpreter, argv, env, cwd, cache, workers)
+    try:
+        return c.run()
+    finally:
+        if c.pool is not None:
+            c.pool.shutdown()
 
 
 # --- shell entry points -----------------------------------------------------------------

@@ -77,3 +77,10 @@ def test_split_args_respects_strings_structs_and_decorations():
 def test_clone_with_reordered_args():
     [ev] = parse_text("20 clone(child_stack=NULL, flags=0x1200000|17, child_tidptr=0x7f1d) = 21")
     assert ev.args[1] == "flags=0x1200000|17" and ev.ret == 21
+
+
+def test_octal_return_values_parse():
+    from trimcage.trace.parse_strace import parse_text
+
+    (ev,) = parse_text("7 umask(077) = 022\n")
+    assert ev.name == "umask" and ev.ret == 0o22

@@ -118,10 +118,21 @@ def _finish(pid: int, name: str, body: str) -> Syscall | None:
     if not m:
         return Syscall(pid, name, args, None)
     ret_s, deco, err = m.group(1), m.group(2), m.group(3)
-    ret = None if ret_s == "?" else int(ret_s, 0)
+    ret = None if ret_s == "?" else _ret_int(ret_s)
     ret_path = deco[1:-1] if deco else None
     errno = err if (err and (ret is None or ret < 0)) else None
     return Syscall(pid, name, args, ret, errno, ret_path)
+
+
+def _ret_int(text: str) -> int | None:
+    """A return value: decimal, ``0x`` hex, or octal as strace prints umask's (``022``)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        try:
+            return int(text, 8)
+        except ValueError:
+            return None
 
 
 def _scan(text: str, stop_at_close: bool) -> Iterator[tuple[int, str]]:

@@ -198,6 +198,11 @@ def test_module_and_code_modes_and_env(tree):
     assert "fromextra" in c.unresolved and "/usr/lib/python3.11/site.py" not in c.files
     c = closure(tree, ["python3", "-I", "-c", "import dynmod"], env={"PYTHONPATH": "/app"}, cwd="/app")
     assert "dynmod" in c.unresolved  # isolated: neither cwd nor PYTHONPATH
+    c = closure(tree, ["python3", "/app/app.py"], env={"PYTHONSAFEPATH": "1"}, cwd="/app")
+    assert "/app" not in c.sys_path and "pkg" not in c.unresolved and "lib" in c.unresolved
+    (tree / "usr/lib/python311.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    c = closure(tree, ["python3", "-c", "pass"])
+    assert "/usr/lib/python311.zip" in c.files and any("python311.zip" in n for n in c.notes)
 
 
 def test_parse_argv():
@@ -358,3 +363,5 @@ def test_shell_closure(tmp_path):
     assert {"/usr/bin/alias-tool", "/usr/bin/tool", "/bin/sh"} <= set(c.files) and "nope" in c.unresolved
     cmds, _ = shell_words("a=$(id -u); b | c && d & e\n")
     assert [w[0] for w in cmds] == ["a=", "id", "b", "c", "d", "e"]
+    cmds, notes = shell_words("f() { g; }\nf x\ncase $1 in\n  start) run ;;\nesac\necho 'open\n")
+    assert [w[0] for w in cmds] == ["{", "}", "case", "run", "esac"] and "not parsed" in notes[0]

@@ -404,6 +404,9 @@ class _Closure:
     def layout(self) -> None:
         exe, links = self.t.chain(self.interpreter)
         self.keep(self.interpreter)
+        if exe is None or self.t.kind(exe) != REG:
+            self.missing[self.interpreter] = (False, "<argv>")
+            self.notes.append(f"{self.interpreter}: the interpreter is not a file in the image")
         names = [posixpath.basename(p) for p in [self.interpreter, *links, exe or ""]]
         ver = next((m.group(2) for n in names if (m := _VERSION_RE.fullmatch(n))), None)
         exe_dir = posixpath.dirname(exe or normalize(self.interpreter))
@@ -460,7 +463,8 @@ class _Closure:
         self.builtins |= self.exported_builtins(exe)
         # sys.path
         path: list[str] = []
-        if "I" not in flags:
+        safe_path = "P" in flags or (not ignore_env and bool(self.env.get("PYTHONSAFEPATH")))
+        if "I" not in flags and not safe_path:
             if mode == "script" and arg:
                 script = arg if arg.startswith("/") else posixpath.join(self.cwd, arg)
                 path.append(posixpath.dirname(self.t.chain(script)[0] or normalize(script)))
@@ -493,6 +497,10 @@ class _Closure:
                     path.append(d)
                     path += self.pth(d)
         self.sys_path = list(dict.fromkeys(path))
+        for entry in self.sys_path:
+            if self.t.kind(entry) == REG:  # a zip archive (python3X.zip, eggs): zipimport reads it
+                self.keep(entry)
+                self.notes.append(f"{entry}: archive on sys.path kept whole; imports inside it are not followed")
 
     def find_venv(self) -> tuple[str | None, bool]:
         """(venv prefix, include-system-site-packages) if a ``pyvenv.cfg`` sits beside the
@@ -762,11 +770,16 @@ class _Closure:
                 todo[key] = data
         if len(todo) < 16:
             return
-        if self.pool is None:
-            self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers)
         keys = sorted(todo)
-        for key, hit in zip(keys, self.pool.map(_parse_imports, [todo[k] for k in keys],
-                                                ["<file>"] * len(keys), chunksize=8)):
+        try:
+            if self.pool is None:
+                self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers)
+            results = list(self.pool.map(_parse_imports, [todo[k] for k in keys], ["<file>"] * len(keys),
+                                         chunksize=8))
+        except (OSError, concurrent.futures.process.BrokenProcessPool):
+            self.workers = 1  # no processes here (no /dev/shm, limits): parse in this process instead
+            return
+        for key, hit in zip(keys, results):
             self.store_parsed(key, hit)
 
     def store_parsed(self, key: str, hit: tuple[list[tuple[str, bool, int]], list[str]]) -> None:
@@ -941,6 +954,7 @@ def shell_words(text: str) -> tuple[list[list[str]], list[str]]:
 
     cmds: list[list[str]] = []
     notes: list[str] = []
+    functions: set[str] = set()
     lines = text.splitlines()
     i = 0
     logical: list[str] = []
@@ -968,17 +982,24 @@ def shell_words(text: str) -> tuple[list[list[str]], list[str]]:
             notes.append(f"line {n}: not parsed ({e}); its commands are unknown")
             continue
         cur: list[str] = []
+        prev: list[str] | None = None
         for tok in tokens:
             if tok in _SEPARATORS or set(tok) <= set(";&|()") and tok:
                 if cur:
                     cmds.append(cur)
+                    prev = cur
                 cur = []
-                if tok == ")" and cmds and len(cmds[-1]) == 1:
-                    cmds.pop()  # a case pattern `word)`, not a command
+                if tok in (")", "()") and cmds and len(cmds[-1]) == 1 and cmds[-1] == prev:
+                    name = cmds.pop()[0]  # a case pattern `word)` or a function `name()`, not a command
+                    if tok == "()":
+                        functions.add(name)
+                prev = None
                 continue
             cur.append(tok)
         if cur:
             cmds.append(cur)
+    if functions:  # calls of functions defined in the script are not programs
+        cmds = [c for c in cmds if c[0] not in functions and not (c[0] == "{" and c[1:2] and c[1] in functions)]
     return cmds, notes
 
 

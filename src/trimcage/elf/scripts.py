@@ -1019,7 +1019,6 @@ def shell_closure(root: Path, index: Mapping[str, Entry], argv: Sequence[str], e
     """
     t = _Tree(root, index)
     path_dirs = [normalize(d) for d in (env.get("PATH") or DEFAULT_PATH).split(":") if d]
-    out = ScriptClosure((), (), (), ())
     files: set[str] = set()
     exes: set[str] = set()
     missing: set[str] = set()
@@ -1164,7 +1163,6 @@ def shell_closure(root: Path, index: Mapping[str, Entry], argv: Sequence[str], e
         files.update(c.files)
         missing.update(c.unresolved)
         notes.extend(c.notes)
-    del out
     return ScriptClosure(files=tuple(sorted(files)),
                          extensions=tuple(sorted({e for c in parts for e in c.extensions})),
                          unresolved=tuple(sorted(missing)), notes=tuple(notes),

@@ -93,3 +93,33 @@ def test_image_symlinks_cannot_redirect_mounts_to_the_host(tmp_path, tiny_root):
     finally:
         shutil.rmtree(victim)
     assert leftovers() == []
+
+
+def test_non_root_user_private_workdir_and_tight_profile(tmp_path, tiny_root):
+    """Like runc: user switch and chdir happen before the filter, so a profile that
+    allows neither setresuid nor chdir still runs a non-root entrypoint in a 0700 home."""
+    import json
+
+    home = tiny_root / "data" / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    os.chmod(home, 0o700)
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "id"], "User": "nobody", "WorkingDir": "/data/home"})
+    names = ["arch_prctl", "brk", "execve", "exit", "exit_group", "fstat", "newfstatat", "write", "writev",
+             "mmap", "munmap", "mprotect", "getuid", "getgid", "set_tid_address", "set_robust_list", "rseq",
+             "prlimit64", "readlink", "uname", "getrandom", "rt_sigprocmask", "rt_sigaction", "ioctl",
+             "close", "read", "openat", "access"]
+    profile = tmp_path / "tight.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+                                   "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}))
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--cap-drop", "ALL",
+            "--seccomp", str(profile))
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "uid=65534 gid=65534\n"
+    without_getuid = [n for n in names if n != "getuid"]
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+                                   "syscalls": [{"names": without_getuid, "action": "SCMP_ACT_ALLOW"}]}))
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg, "--cap-drop", "ALL",
+            "--seccomp", str(profile))
+    assert cp.stdout == "uid=-1 gid=65534\n"      # the filter does apply to the entrypoint
+    assert leftovers() == []

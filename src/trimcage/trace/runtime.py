@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trimcage.trace import bundle
+from trimcage.trace.static_tool import exec_helper_path
 from trimcage.trace.config import Process, process_for, read_in_root, secure_path
 from trimcage.trace.interface import RunOptions, Target, TraceError
 
@@ -145,6 +146,9 @@ def _etc_files(run: Path, hostname: str) -> dict[str, Path]:
     return out
 
 
+EXEC_HELPER = "/.trimcage-exec"
+
+
 def _check_exists(target: Target, proc: Process, binds: tuple[tuple[str, str], ...] = ()) -> None:
     """Fail early and clearly when the entrypoint binary is not in the image (or bound in)."""
     exe = proc.argv[0]
@@ -200,7 +204,11 @@ class Embedded(Container):
         for d in ("rw", "merged", "out"):
             (run / d).mkdir()
         os.chmod(run / "out", 0o777)
-        need_bundle = opts.trace or proc.uid != 0
+        switch_user = proc.uid != 0 or proc.gid != 0
+        # Untraced runs end with trimcage's exec helper, in runc's order: switch user,
+        # chdir, no_new_privs, seccomp, exec. The filter then covers only the entrypoint.
+        helper = exec_helper_path() if not opts.trace and (switch_user or seccomp_bpf is not None) else None
+        need_bundle = opts.trace or (switch_user and helper is None)
         bdir = bundle.bundle_dir() if need_bundle else None
         root = self.target.rootfs
 
@@ -218,6 +226,8 @@ class Embedded(Container):
             args += ["--ro-bind", str(bdir), dest(bundle.MOUNT)]
         for src, dst in opts.binds:
             args += ["--ro-bind", src, dest(dst)]
+        if helper is not None:
+            args += ["--ro-bind", str(helper), dest(EXEC_HELPER)]
         if opts.trace:
             args += ["--bind", str(run / "out"), dest(bundle.OUT_MOUNT)]
             self.trace_log = run / "out" / "trace.log"
@@ -229,6 +239,8 @@ class Embedded(Container):
         caps = list(proc.caps)
         if opts.trace and "CAP_SYS_PTRACE" not in caps:
             caps.append("CAP_SYS_PTRACE")
+        if helper is not None and switch_user:  # for the switch only: setresuid clears them all
+            caps += [c for c in ("CAP_SETUID", "CAP_SETGID") if c not in caps]
         args += ["--cap-drop", "ALL"]
         for c in caps:
             args += ["--cap-add", c]
@@ -236,7 +248,7 @@ class Embedded(Container):
         for e in proc.env:
             k, _, v = e.partition("=")
             args += ["--setenv", k, v]
-        args += ["--chdir", proc.cwd]
+        args += ["--chdir", "/" if helper is not None and switch_user else proc.cwd]
         info_r, info_w = os.pipe()
         pass_fds = [info_w]
         args += ["--info-fd", str(info_w)]
@@ -246,11 +258,20 @@ class Embedded(Container):
             sfile.write_bytes(seccomp_bpf)
             sfd = os.open(sfile, os.O_RDONLY)
             pass_fds.append(sfd)
-            args += ["--seccomp", str(sfd)]
+            if helper is None:
+                args += ["--seccomp", str(sfd)]
         inner: list[str] = []
         if opts.trace:
             inner += bundle.strace_argv()
-        if proc.uid != 0 or proc.gid != 0:
+        if helper is not None:
+            inner += [EXEC_HELPER]
+            if switch_user:
+                inner += ["--uid", str(proc.uid), "--gid", str(proc.gid), "--groups",
+                          ",".join(str(g) for g in proc.groups), "--chdir", proc.cwd]
+            if sfd is not None:
+                inner += ["--seccomp-fd", str(sfd)]
+            inner += ["--"]
+        elif switch_user:
             inner += bundle.setpriv_argv(proc.uid, proc.gid, list(proc.groups))
         inner += list(proc.argv)
         args += ["--", *inner]

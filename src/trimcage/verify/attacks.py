@@ -17,17 +17,13 @@ child killed by a signal (seccomp kill) counts as blocked.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from typing import Any, Mapping
 
 from trimcage.verify.interface import VerifyError
-from trimcage.util import atomic_path, sha256_bytes
+from trimcage.trace.static_tool import static_binary, tool_source
 
 
 class AttackError(VerifyError):
@@ -166,44 +162,12 @@ def parse_results(text: str) -> list[AttackResult]:
 
 def prober_source() -> bytes:
     """The C source of the prober."""
-    return resources.files("trimcage.verify").joinpath("attack_prober.c").read_bytes()
-
-
-def _cache_root() -> Path:
-    try:
-        from trimcage.image.store import open_store
-    except ImportError:  # the store has not landed: same layout under TRIMCAGE_HOME
-        home = Path(os.environ.get("TRIMCAGE_HOME") or Path.home() / ".cache" / "trimcage")
-        path = home / "cache" / "attack-prober"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return Path(open_store().cache_dir("attack-prober"))
+    return tool_source("trimcage.verify", "attack_prober.c")
 
 
 def prober_path() -> Path:
     """Return the path of the compiled static prober, building it on first use.
 
-    The binary is cached as ``<store>/cache/attack-prober/<source sha256>``;
-    the build is atomic, so concurrent callers never see a partial file.
-    Raise AttackError when gcc is missing or fails.
+    Cached in the store by source hash; raise AttackError when gcc is missing or fails.
     """
-    src = prober_source()
-    key = sha256_bytes(src).split(":", 1)[1][:32]
-    dest = _cache_root() / f"attack-prober-{key}"
-    if dest.is_file() and os.access(dest, os.X_OK):
-        return dest
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise AttackError("gcc not found: needed to build the attack prober (apt-get install gcc libc6-dev)")
-    with atomic_path(dest) as tmp:
-        csrc = tmp.with_name(tmp.name + ".c")
-        try:
-            csrc.write_bytes(src)
-            cp = subprocess.run([gcc, "-static", "-O2", "-o", str(tmp), str(csrc)],
-                                capture_output=True, text=True, timeout=300)
-        finally:
-            csrc.unlink(missing_ok=True)
-        if cp.returncode != 0:
-            raise AttackError(f"building the attack prober failed: {cp.stderr.strip()[-300:]}")
-        tmp.chmod(0o755)
-    return dest
+    return static_binary(prober_source(), "attack-prober", AttackError)

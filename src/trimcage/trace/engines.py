@@ -189,26 +189,6 @@ class Engine(Container):
         self._main = pid
         return pid
 
-    def poll(self) -> int | None:
-        if self._exit is None:
-            rc = self.popen.poll()
-            if rc is not None:
-                self._exit = rc if rc >= 0 else 128 - rc
-        return self._exit
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        return self.poll()
-
-    def signal(self, sig: int) -> None:
-        pid = self.main_pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
     def stop(self, timeout: float = 10.0) -> int:
         if self.poll() is None:
             self.signal(self.process.stop_signal)

@@ -82,6 +82,8 @@ class Container(abc.ABC):
 
     runtime: str = "?"
     process: Process
+    popen: subprocess.Popen
+    _exit: int | None = None
     ns_pid: int
     trace_log: Path | None = None
     stdout_path: Path | None = None
@@ -93,17 +95,28 @@ class Container(abc.ABC):
     @abc.abstractmethod
     def main_pid(self) -> int | None: ...
 
-    @abc.abstractmethod
     def poll(self) -> int | None:
-        """The exit code if the container has exited, else None."""
+        """The exit code if the container has exited, else None (128+N when killed by signal N)."""
+        if self._exit is None:
+            rc = self.popen.poll()
+            if rc is not None:
+                self._exit = rc if rc >= 0 else 128 - rc
+        return self._exit
 
-    @abc.abstractmethod
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the exit; return the exit code, None on timeout."""
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.poll()
 
-    @abc.abstractmethod
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the entrypoint (no-op if it is gone)."""
+        pid = self.main_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     @abc.abstractmethod
     def stop(self, timeout: float = 10.0) -> int:
@@ -332,26 +345,6 @@ class Embedded(Container):
                 return None
             time.sleep(0.01)
         return None
-
-    def poll(self) -> int | None:
-        if self._exit is None:
-            rc = self.popen.poll()
-            if rc is not None:
-                self._exit = rc if rc >= 0 else 128 - rc
-        return self._exit
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        return self.poll()
-
-    def signal(self, sig: int) -> None:
-        pid = self.main_pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.poll() is None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from trimcage.trace.interface import RunOptions, Target, TraceError
+from trimcage.trace.resolve import walk_in_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -72,33 +74,14 @@ def read_in_root(root: str, path: str, limit: int = 1 << 20) -> bytes | None:
 
     Return None if it does not exist or is not a regular file; never leaves ``root``.
     """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    cur: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if cur:
-                cur.pop()
-            continue
-        host = os.path.join(root, *cur, part)
-        if os.path.islink(host):
-            hops += 1
-            if hops > 40:
-                return None
-            target = os.readlink(host)
-            if target.startswith("/"):
-                cur = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        cur.append(part)
-    host = os.path.join(root, *cur)
+    real = walk_in_root(root, path)
+    if real is None:
+        return None
     try:
-        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(os.path.join(root, real.lstrip("/")), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        import stat
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         return os.read(fd, limit)
@@ -114,27 +97,10 @@ def secure_path(root: str, path: str) -> str:
     destination given to bwrap this way contains no link it could follow out
     of the container.
     """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    cur: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if cur:
-                cur.pop()
-            continue
-        host = os.path.join(root, *cur, part)
-        if os.path.islink(host):
-            hops += 1
-            if hops > 40:
-                raise TraceError(f"{path}: too many levels of symbolic links in the image")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                cur = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        cur.append(part)
-    return "/" + "/".join(cur)
+    real = walk_in_root(root, path, keep_missing=True)
+    if real is None:
+        raise TraceError(f"{path}: too many levels of symbolic links in the image")
+    return real
 
 
 def _table(root: str, path: str) -> list[list[str]]:

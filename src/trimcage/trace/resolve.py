@@ -17,8 +17,15 @@ from typing import Any
 VIRTUAL = ("/proc", "/sys", "/dev")
 
 
-def resolve(root: str, path: str, links: dict[str, str] | None = None, max_links: int = 40) -> str | None:
-    """Resolve ``path`` with ``root`` as ``/``; record symlinks met in ``links``; None if missing."""
+def walk_in_root(root: str, path: str, *, links: dict[str, str] | None = None, max_links: int = 40,
+                 keep_missing: bool = False) -> str | None:
+    """Resolve ``path`` with ``root`` as ``/`` (``..`` clamped there), never leaving ``root``.
+
+    Symlinks met are recorded in ``links`` (link path -> target). Return the
+    absolute in-root path, or None when a component is missing (unless
+    ``keep_missing``: missing components are then kept as they are) or more
+    than ``max_links`` links are followed.
+    """
     parts = [p for p in path.split("/") if p not in ("", ".")]
     cur: list[str] = []
     hops = 0
@@ -40,10 +47,15 @@ def resolve(root: str, path: str, links: dict[str, str] | None = None, max_links
                 cur = []
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
             continue
-        if not os.path.lexists(host):
+        if not keep_missing and not os.path.lexists(host):
             return None
         cur.append(part)
     return "/" + "/".join(cur)
+
+
+def resolve(root: str, path: str, links: dict[str, str] | None = None, max_links: int = 40) -> str | None:
+    """Resolve ``path`` with ``root`` as ``/``; record symlinks met in ``links``; None if missing."""
+    return walk_in_root(root, path, links=links, max_links=max_links)
 
 
 def interpreter(root: str, path: str) -> str | None:

@@ -22,7 +22,7 @@ from trimcage.image.extract import rootfs
 from trimcage.image.flatten import flatten
 from trimcage.image.interface import Image, TransportOptions
 from trimcage.image.store import Store, open_store
-from trimcage.policy.builder import build_policy
+from trimcage.policy.builder import build_policy, socket_family_rule
 from trimcage.policy.interface import Policy, PolicyInputs
 from trimcage.policy.render import render_k8s, render_run_sh
 from trimcage.report.interface import ImageStats, Report
@@ -69,21 +69,27 @@ class BuildResult:
 
 def merge_arguments(static: Analysis | None, observed: Mapping[str, Mapping[str, list[int]]] | None,
                     mode: str) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Argument rules for ``mode``: only arguments the static analysis resolved at every site.
+    """Argument rules for ``mode``: arguments the static analysis resolved at every site.
 
     In ``combined`` mode the traced values are added to the static ones (a value
-    the trace saw is always allowed). ``dynamic`` mode has no sites to reason
-    about, so it emits no argument rules.
+    the trace saw is always allowed). A socket family computed at run time gets
+    :func:`~trimcage.policy.builder.socket_family_rule`. ``dynamic`` mode has no
+    sites to reason about, so it emits no argument rules.
     """
     if mode == "dynamic" or static is None:
         return {}
+    observed = observed or {}
     out: dict[str, dict[str, tuple[int, ...]]] = {}
     for name, args in static.arguments.items():
         for idx, values in args.items():
             seen = set(values)
-            if mode == "combined" and observed:
+            if mode == "combined":
                 seen |= set((observed.get(name) or {}).get(idx, ()))
             out.setdefault(name, {})[idx] = tuple(sorted(seen))
+    for name in ("socket", "socketpair"):
+        if name in static.syscalls and "0" in (static.open_arguments.get(name) or {}):
+            seen = tuple((observed.get(name) or {}).get("0", ())) if mode == "combined" else ()
+            out.setdefault(name, {})["0"] = socket_family_rule(None, seen)
     return out
 
 

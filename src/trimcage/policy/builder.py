@@ -7,6 +7,20 @@ from trimcage.policy.interface import MODES, Policy, PolicyError, PolicyInputs
 from trimcage.policy.seccomp import make_seccomp
 
 TMPFS = ("/tmp", "/run")
+#: Address families a socket may still get when its family is computed at run time
+#: (read from a sockaddr or getaddrinfo result): what name resolution and
+#: addresses produce. Exotic families (AF_PACKET, AF_NETLINK, AF_ALG, AF_VSOCK,
+#: AF_RDS, AF_TIPC, ...) — the door of many kernel CVEs — stay closed unless a
+#: constant at a call site or the trace names them.
+ADDRESS_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6
+
+
+def socket_family_rule(known: tuple[int, ...] | None, observed: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """Allowed ``socket``/``socketpair`` families: the constants found (``known``,
+    None when some site computes the family) ∪ observed ∪, for computed
+    families, :data:`ADDRESS_FAMILIES`."""
+    base = set(known) if known is not None else set(ADDRESS_FAMILIES)
+    return tuple(sorted(base | set(observed)))
 
 
 def writes_outside(writes: tuple[str, ...], volumes: tuple[str, ...]) -> list[str]:

@@ -17,16 +17,22 @@ pytestmark = [pytest.mark.samples, pytest.mark.root, pytest.mark.slow]
 NAMES = ["nginx", "redis", "memcached", "postgres", "flask", "registry", "hello-static"]
 
 
-def _kids(pid: int, timeout: float = 90.0) -> int | None:
+def _sandboxed(pid: int, timeout: float = 90.0) -> int | None:
+    """A descendant of ``pid`` living in another network namespace (the sandbox), or None."""
+    mine = os.readlink("/proc/self/ns/net")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
-        except OSError:
-            return None
-        if kids:
-            return int(kids[0])
-        time.sleep(0.05)
+        todo = [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                if p != pid and os.readlink(f"/proc/{p}/ns/net") != mine:
+                    return p
+                for t in os.listdir(f"/proc/{p}/task"):
+                    todo += [int(k) for k in open(f"/proc/{p}/task/{t}/children").read().split()]
+            except OSError:
+                continue
+        time.sleep(0.1)
     return None
 
 
@@ -42,8 +48,7 @@ def _run_traced(name, meta, root, config, tmp_path) -> str:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        bwrap = _kids(proc.pid)
-        inner = _kids(bwrap) if bwrap else None
+        inner = _sandboxed(proc.pid)
         assert inner, f"{name}: sandbox did not start"
         pending = list(meta["probes"])
         deadline = time.monotonic() + 120

@@ -87,6 +87,7 @@ def test_sample_static_set_contains_strace(name, sample, shared_store, tmp_path)
     argv0 = (list(config.get("Entrypoint") or []) + list(config.get("Cmd") or []))[0]
     observed, _ = observed_syscalls(_run_traced(name, s.meta, work, config, tmp_path), argv0)
     assert observed, f"{name}: no syscalls observed after execve({argv0})"
+    print(f"\n{name}: static {len(a.syscalls)} syscalls, strace observed {len(observed)}")
     missing = observed - set(a.syscalls)
     assert missing == set(), f"{name}: observed but not found statically: {sorted(missing)}"
     if name == "registry":

@@ -102,6 +102,8 @@ def render(doc: dict[str, Any]) -> str:
         p = s.get("protection") or {}
         v = s.get("verify") or {}
         att = f"{v['attacks_blocked']}/{v['attacks_total']}" if v else "fail"
+        if v and not v["attacks_total"]:
+            att += " (the battery reported nothing)"
         if v and v.get("attacks_open"):
             att += f" (open: {', '.join(v['attacks_open'])})"
         add(f"| {n} | {_g(p, 'combined', 'cves_mitigated')} | {_g(p, 'static', 'cves_mitigated')} | "
@@ -156,6 +158,20 @@ def render(doc: dict[str, Any]) -> str:
                                                       f"{g['factor']}× the goal)" for g in top) + ".\n")
     add(_comparison(doc))
 
+    add("## Verify findings\n")
+    add("Differences `verify` reported between the original and the slim image under its policy "
+        "(the shipped output would fail `trimcage build`'s verification).\n")
+    found = False
+    for n, s in S.items():
+        v = s.get("verify")
+        if v and (v["differences"] or not v["attacks_total"]):
+            found = True
+            why = "; ".join(v["differences"]) or "equivalent"
+            if not v["attacks_total"]:
+                why += "; the attack battery returned no results"
+            add(f"- **{n}**: {why}")
+    add("" if found else "None.\n")
+
     add("## Failures\n")
     if not doc["errors"]:
         add("None: every stage ran on every sample.\n")
@@ -183,8 +199,8 @@ def _comparison(doc: dict[str, Any]) -> str:
     if cold or builds:
         import statistics
         L.append(f"- **Confine**: median 80 s per image. trimcage: median cold static analysis (incl. read and "
-                 f"extract) {statistics.median(cold) if cold else '–'} s, median warm-cache combined build "
-                 f"{statistics.median(builds) if builds else '–'} s over {len(S)} images.")
+                 f"extract) {round(statistics.median(cold), 1) if cold else '–'} s, median warm-cache combined build "
+                 f"{round(statistics.median(builds), 1) if builds else '–'} s over {len(S)} images.")
     filt = [total - s["syscalls"]["static_allowed"] for s in S.values() if "static_allowed" in (s.get("syscalls") or {})]
     if filt:
         L.append(f"- **Confine**: filters ≥145 of 326 syscalls for half of the images (nginx: 171 filtered). "

@@ -64,10 +64,11 @@ def _target(image, root: Path, ref: str):
 
 
 def _walk(index, path: str, keep: set[str], max_links: int = 40) -> str | None:
-    """Resolve ``path`` in ``index`` adding every parent dir and symlink passed to
-    ``keep``; return the final path (None when it does not exist)."""
+    """Resolve ``path`` in ``index``; when it exists, add every parent dir and symlink
+    passed, and the final entry, to ``keep`` and return the final path (else None)."""
     import posixpath
 
+    seen: set[str] = set()
     todo = [c for c in path.split("/") if c and c != "."]
     cur = "/"
     links = 0
@@ -80,7 +81,7 @@ def _walk(index, path: str, keep: set[str], max_links: int = 40) -> str | None:
         e = index.get(nxt)
         if e is None:
             return None
-        keep.add(nxt)
+        seen.add(nxt)
         if e.type == "symlink" and e.link is not None:
             links += 1
             if links > max_links:
@@ -91,6 +92,7 @@ def _walk(index, path: str, keep: set[str], max_links: int = 40) -> str | None:
             todo = [c for c in target.split("/") if c and c != "."] + todo
             continue
         cur = nxt
+    keep |= seen  # only paths that exist: a missing file adds nothing
     return cur
 
 
@@ -232,8 +234,9 @@ def _latencies(target, traced: bool, probes, requests: int) -> list[float]:
             ready = wait_ready(probes, ns, c, 30.0, lambda: c.poll() is not None)
             bad = [r for r in ready if not r.ok]
             if bad:
+                tail = " | ".join(c.output().decode("utf-8", "replace").strip().splitlines()[-2:])
                 raise RuntimeError(f"probe {bad[0].probe.target} not ready ({'traced' if traced else 'untraced'}): "
-                                   f"{bad[0].error}")
+                                   f"{bad[0].error} (last output: {tail[:300]})")
             out = []
             for _ in range(requests):
                 r = run_probe(probes[0], ns, c)

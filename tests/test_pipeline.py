@@ -32,7 +32,7 @@ def built(tmp_path_factory):
     """``built(name, mode)`` -> (sample, output dir, CompletedProcess) of ``trimcage build``."""
     from samples.build import ensure
 
-    from .conftest import run_cli
+    from tests.conftest import run_cli
 
     cache: dict = {}
     base = tmp_path_factory.mktemp("builds")

@@ -213,3 +213,16 @@ def test_battery_in_podman_under_a_generated_policy(prober, tmp_path):
         assert not any(r.blocked for r in open_.values()), open_
     finally:
         subprocess.run(["podman", "rmi", "-f", name], capture_output=True)
+
+
+@pytest.mark.root
+def test_chmod_allowed_but_setuid_bits_denied(prober, tmp_path):
+    """An app that needs chmod keeps it, yet cannot make a setuid file."""
+    root = tmp_path / "root"
+    root.mkdir()
+    bare = _bwrap(prober, root, ("setuid_chmod",))
+    assert not bare["setuid_chmod"].blocked, bare["setuid_chmod"].detail
+    locked = _bwrap(prober, root, ("setuid_chmod",),
+                    profile=prober_profile(make_seccomp({"chmod", "fchmod", "fchmodat", "openat", "close"})))
+    assert locked["setuid_chmod"].blocked and locked["setuid_chmod"].errno == "EPERM"
+    assert "not set" in locked["setuid_chmod"].detail

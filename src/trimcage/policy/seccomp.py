@@ -59,6 +59,11 @@ SOCK_TYPE_MASK = 0xF  # socket: the low nibble is the type, the rest are flags
 # a MASKED_EQ rule that denies bits never seen instead of exact values.
 FLAG_ARGUMENTS = {("clone", "0"), ("unshare", "0"), ("socket", "1")}
 MAX_RULES_PER_SYSCALL = 256
+#: chmod family: (syscall, mode argument). Setting S_ISUID/S_ISGID is denied by a
+#: MASKED_EQ rule unless the arguments name such a mode: a slim image has no setuid file
+#: and must not be able to make one.
+MODE_ARGUMENTS = {"chmod": "1", "fchmod": "1", "fchmodat": "2"}
+SETID_BITS = 0o6000
 
 
 # --- the x86-64 syscall table -------------------------------------------------
@@ -140,6 +145,10 @@ def _rules_for(name: str, args: Mapping[str, Iterable[int]]) -> list[dict[str, A
             values = [int(v) & U64 for v in args[index]]  # negative ints: as the register holds them
         except (TypeError, ValueError) as e:
             raise PolicyError(f"seccomp: argument {index} of {name}: values must be integers") from e
+        if MODE_ARGUMENTS.get(name) == index and not any(v & SETID_BITS for v in values):
+            alternatives.append([{"index": int(index), "value": SETID_BITS, "valueTwo": 0,
+                                  "op": "SCMP_CMP_MASKED_EQ"}])
+            continue
         if not values:
             continue
         if (name, index) in FLAG_ARGUMENTS:
@@ -190,6 +199,10 @@ def make_seccomp(syscalls: Iterable[str], arguments: Mapping[str, Mapping[str, I
         raise PolicyError(f"seccomp: not x86-64 syscalls: {', '.join(unknown[:10])}")
     restricted: list[dict[str, Any]] = []
     restricted_names: set[str] = set()
+    arguments = dict(arguments)
+    for name, index in MODE_ARGUMENTS.items():
+        if name in wanted and name not in arguments:
+            arguments[name] = {index: ()}  # placeholder: no setid bits (see _rules_for)
     for name in sorted(arguments):
         if name not in wanted or name in runtime:
             continue

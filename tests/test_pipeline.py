@@ -64,7 +64,7 @@ def test_combined_build_verifies_under_embedded_runtime(built, name):
     assert verdict["equivalent"] and verdict["attacks_blocked"], verdict["differences"]
     assert len(verdict["attacks"]) >= 20
     report = json.loads((out / "report.json").read_text())
-    assert report["after"]["bytes"] < report["before"]["bytes"]
+    assert report["image"]["after"]["bytes"] < report["image"]["before"]["bytes"]
 
 
 @pytest.mark.docker
@@ -94,8 +94,8 @@ def test_nginx_slim_is_small_and_has_no_shell_package_manager_or_setuid(built, c
     sample, out, cp = built("nginx")
     assert cp.returncode == 0, _explain(cp)
     report = json.loads((out / "report.json").read_text())
-    assert report["after"]["bytes"] <= 15 * 1024 * 1024
-    assert report["before"]["bytes"] >= 150 * 1024 * 1024
+    assert report["image"]["after"]["bytes"] <= 15 * 1024 * 1024
+    assert report["image"]["before"]["bytes"] >= 150 * 1024 * 1024
     inv = json.loads(cli("inspect", f"oci-archive:{out / 'image.oci.tar'}", "--json", check=True).stdout)
     assert inv["shells"] == [] and inv["package_managers"] == []
     assert inv["setuid"] == [] and inv["setgid"] == []

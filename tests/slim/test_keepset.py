@@ -114,3 +114,18 @@ def test_static_mode_keeps_the_entry_points_source_family_without_docs():
                          packages=pkgs, entry_points=["/usr/sbin/nginx"])
     assert {"/etc/nginx/nginx.conf", "/var/lib/nginx"} <= set(ks.paths)
     assert "/usr/share/doc/nginx/README" not in ks.paths and "/usr/bin/passwd" not in ks.paths
+
+
+def test_accounts_named_by_kept_configs_survive_the_cut():
+    idx = make_index()
+    conf = Entry("/etc/app.conf", REG, 0o644, size=30)
+    idx = Index({**{p: idx[p] for p in idx}, conf.path: conf})
+    files = {"/etc/passwd": PASSWD, "/etc/group": GROUP, "/etc/app.conf": b"user www-data;\nworker daemons;\n"}
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    ks = compute_keepset(idx, read, {}, options=SlimOptions(mode="static"), static_files=["/etc/app.conf"])
+    names = [l.split(":")[0] for l in ks.overlay["/etc/passwd"].decode().splitlines()]
+    assert names == ["root", "www-data"]     # "daemons" is not the account "daemon"

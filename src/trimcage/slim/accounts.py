@@ -61,10 +61,40 @@ def configured_user(config: Mapping, passwd: list[list[str]]) -> tuple[int | Non
     return uid, gid
 
 
+def named_in_configs(index: Index, read: Reader, kept: set[str], names: Iterable[str],
+                     limit: int = 1 << 20) -> set[str]:
+    """Account names that occur as a word in a kept file under /etc.
+
+    Static analysis cannot see ``user www-data;`` in nginx.conf; the account a
+    configuration names must survive the cut or the service cannot drop privileges.
+    """
+    import re
+
+    wanted = {n for n in names if n and n != "root"}
+    if not wanted:
+        return set()
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(sorted(map(re.escape, wanted), key=len, reverse=True))
+                         + r")(?![\w.-])")
+    found: set[str] = set()
+    for p in sorted(kept):
+        e = index.get(p)
+        if not p.startswith("/etc/") or e is None or e.type != "file" or e.size > limit \
+                or p in ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"):
+            continue
+        try:
+            text = read(p).decode("utf-8", "replace")
+        except OSError:
+            continue
+        found.update(pattern.findall(text))
+    return found
+
+
 def cut_accounts(index: Index, read: Reader, kept: set[str], config: Mapping,
                  extra_uids: Iterable[int] = ()) -> dict[str, bytes]:
     """Return rewritten contents for /etc/passwd and /etc/group (only for the kept ones).
 
+    Accounts in use: root, the config's user, owners of kept files, ``extra_uids``
+    and accounts a kept configuration file under /etc names (:func:`named_in_configs`).
     Lines are kept verbatim and in their original order; nothing is added.
     """
     overlay: dict[str, bytes] = {}
@@ -78,6 +108,8 @@ def cut_accounts(index: Index, read: Reader, kept: set[str], config: Mapping,
         e = index[p]
         uids.add(e.uid)
         gids.add(e.gid)
+    named = named_in_configs(index, read, kept, [r[0] for r in passwd])
+    uids.update(u for row in passwd if row[0] in named and (u := _int(row[2])) is not None)
     uid, gid = configured_user(config, passwd)
     if uid is not None:
         uids.add(uid)

@@ -10,3 +10,13 @@ def test_socket_family_rule_closes_exotic_families_for_computed_families():
     prof = make_seccomp({"socket"}, {"socket": {"0": socket_family_rule(None)}})
     values = sorted(a["value"] for r in prof["syscalls"] if r["names"] == ["socket"] for a in r["args"])
     assert values == [1, 2, 10] and 17 not in values            # AF_PACKET denied
+
+
+def test_read_only_root_needs_a_trace():
+    from trimcage.policy.builder import build_policy
+    from trimcage.policy.interface import PolicyInputs
+
+    assert build_policy(PolicyInputs(syscalls=frozenset({"read"}), mode="dynamic")).read_only_rootfs
+    assert not build_policy(PolicyInputs(syscalls=frozenset({"read"}), mode="static")).read_only_rootfs
+    assert not build_policy(PolicyInputs(syscalls=frozenset({"read"}), writes=("/var/lib/x/y",),
+                                         mode="combined")).read_only_rootfs

@@ -36,8 +36,8 @@ def writes_outside(writes: tuple[str, ...], volumes: tuple[str, ...]) -> list[st
 def build_policy(inputs: PolicyInputs) -> Policy:
     """Return the policy for ``inputs``; deterministic.
 
-    The root file system is read-only when nothing is written outside the
-    tmpfs mounts and volumes. Raise PolicyError for an unknown mode, a
+    The root file system is read-only when a trace showed nothing written
+    outside the tmpfs mounts and volumes (never in static mode, which has no trace). Raise PolicyError for an unknown mode, a
     non-numeric user or syscall names that are not x86-64 (without 32-bit).
     """
     if inputs.mode not in MODES:
@@ -47,7 +47,9 @@ def build_policy(inputs: PolicyInputs) -> Policy:
     return Policy(
         seccomp=make_seccomp(inputs.syscalls, inputs.arguments, needs_32bit=inputs.needs_32bit),
         capabilities=tuple(sorted(rationale)),
-        read_only_rootfs=not writes_outside(tuple(inputs.writes), tuple(inputs.volumes)),
+        # static mode has no trace, so it cannot know what the app writes: root stays writable
+        read_only_rootfs=inputs.mode != "static" and not writes_outside(tuple(inputs.writes),
+                                                                        tuple(inputs.volumes)),
         run_as=f"{uid}:{gid}",
         no_new_privileges=True,
         rationale=rationale,

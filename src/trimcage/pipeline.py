@@ -23,6 +23,7 @@ from trimcage.image.flatten import flatten
 from trimcage.image.interface import Image, TransportOptions
 from trimcage.image.store import Store, open_store
 from trimcage.policy.builder import build_policy, socket_family_rule
+from trimcage.policy.capabilities import static_privileged_ops
 from trimcage.policy.interface import Policy, PolicyInputs
 from trimcage.policy.render import render_k8s, render_run_sh
 from trimcage.report.interface import ImageStats, Report
@@ -206,7 +207,8 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
     inputs = PolicyInputs(
         syscalls=frozenset(syscalls),
         arguments=merge_arguments(analysis, (doc or {}).get("arguments"), opts.mode),
-        privileged_ops=tuple((doc or {}).get("privileged_ops") or ()),
+        privileged_ops=static_privileged_ops(static_set) if opts.mode == "static"
+        else tuple((doc or {}).get("privileged_ops") or ()),
         writes=tuple((doc or {}).get("writes") or ()),
         volumes=tuple(sorted(image.runtime_config.get("Volumes") or {})),
         user=run_as(doc, index, Path(root), image.runtime_config),

@@ -20,3 +20,12 @@ def test_read_only_root_needs_a_trace():
     assert not build_policy(PolicyInputs(syscalls=frozenset({"read"}), mode="static")).read_only_rootfs
     assert not build_policy(PolicyInputs(syscalls=frozenset({"read"}), writes=("/var/lib/x/y",),
                                          mode="combined")).read_only_rootfs
+
+
+def test_static_mode_capabilities_follow_reachable_syscalls():
+    from trimcage.policy.capabilities import minimal_capabilities, static_privileged_ops
+
+    ops = static_privileged_ops({"read", "bind", "chown", "setgroups", "openat", "init_module"})
+    assert minimal_capabilities(ops, "0:0") == ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE",
+                                                "CAP_SETGID"]
+    assert minimal_capabilities(ops, "33:33") == []       # a non-root user gets none

@@ -125,3 +125,25 @@ def capability_rationale(privileged_ops: Iterable[Mapping[str, Any]], user: str)
 def minimal_capabilities(privileged_ops: Iterable[Mapping[str, Any]], user: str) -> list[str]:
     """The sorted capabilities to add after ``--cap-drop ALL``; [] for a non-root user."""
     return sorted(capability_rationale(privileged_ops, user))
+
+
+#: Syscalls whose success as root may need a capability (static mode has no trace).
+SYSCALL_CAPABILITY: Mapping[str, str] = {
+    **{k: v for k, v in OP_CAPABILITY.items() if k in (
+        "setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setgroups",
+        "setfsgid", "chown", "fchown", "lchown", "fchownat", "mknod", "chroot", "kill")},
+    "bind": "CAP_NET_BIND_SERVICE", "mknodat": "CAP_MKNOD", "tgkill": "CAP_KILL",
+    "open": "CAP_DAC_OVERRIDE", "openat": "CAP_DAC_OVERRIDE", "openat2": "CAP_DAC_OVERRIDE",
+    "chmod": "CAP_FOWNER", "fchmod": "CAP_FOWNER", "fchmodat": "CAP_FOWNER", "utimensat": "CAP_FOWNER",
+}
+
+
+def static_privileged_ops(syscalls: Iterable[str]) -> tuple[dict[str, Any], ...]:
+    """Privileged operations an application *may* perform, from its reachable syscalls.
+
+    Static mode has no trace to show which privileged operations really happen,
+    so every reachable syscall that can need one of Docker's default
+    capabilities counts (e.g. ``bind`` → NET_BIND_SERVICE, ``chown`` → CHOWN).
+    """
+    return tuple({"op": name, "capability": cap, "static": True}
+                 for name in sorted(set(syscalls)) if (cap := SYSCALL_CAPABILITY.get(name)) in DEFAULT_CAPS)

@@ -129,3 +129,24 @@ def test_accounts_named_by_kept_configs_survive_the_cut():
     ks = compute_keepset(idx, read, {}, options=SlimOptions(mode="static"), static_files=["/etc/app.conf"])
     names = [l.split(":")[0] for l in ks.overlay["/etc/passwd"].decode().splitlines()]
     assert names == ["root", "www-data"]     # "daemons" is not the account "daemon"
+
+
+def test_paths_named_by_kept_configs_are_kept_recursively_but_not_general_dirs():
+    idx = make_index()
+    extra = [Entry("/etc/site.conf", REG, 0o644, size=60), Entry("/var/www/html", DIR, 0o755),
+             Entry("/var/www/html/index.html", REG, 0o644, size=5), Entry("/etc/more.conf", REG, 0o644, size=9)]
+    idx = Index({**{p: idx[p] for p in idx}, **{e.path: e for e in extra}})
+    files = {"/etc/passwd": PASSWD, "/etc/group": GROUP,
+             "/etc/site.conf": b"root /var/www/html;\ninclude /etc/more.conf;\nbin /usr/bin;\n",
+             "/etc/more.conf": b"x /srv/app\n"}
+
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    ks = compute_keepset(idx, read, {}, options=SlimOptions(mode="static"), static_files=["/etc/site.conf"])
+    keep = set(ks.paths)
+    assert {"/var/www/html/index.html", "/etc/more.conf", "/srv/app/a.py", "/srv/app/pkg/b.py"} <= keep
+    assert "/usr/bin" in keep and "/usr/bin/su" not in keep      # a general dir is not kept whole
+    assert ks.reasons["/var/www/html/index.html"] == "config"

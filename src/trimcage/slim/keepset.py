@@ -7,6 +7,7 @@ nothing here touches the host file system.
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Callable, Iterable, Mapping, Sequence
 
 from trimcage.image.interface import DIR, HARDLINK, SYMLINK, Index
@@ -30,6 +31,39 @@ SHELL = "/bin/sh"
 #: Files of the application's own packages that are never needed to run.
 DOC_PREFIXES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/lintian/",
                 "/usr/share/bug/", "/usr/share/doc-base/")
+
+
+#: Directories too general to keep whole when a configuration names them.
+GENERAL_DIRS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media",
+                          "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr",
+                          "/var", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec",
+                          "/usr/local", "/usr/share", "/usr/include", "/usr/src", "/var/lib", "/var/cache",
+                          "/var/log", "/var/www", "/var/spool", "/var/tmp", "/usr/lib/x86_64-linux-gnu",
+                          "/lib/x86_64-linux-gnu", "/usr/local/lib", "/usr/local/share", "/etc/ssl"})
+_PATH_TOKEN = re.compile(r"(?<![\w.$~-])(/[\w.@%+=,:-]+(?:/[\w.@%+=,:-]+)*/?)")
+CONFIG_LIMIT = 1 << 20
+
+
+def config_named_paths(index: Index, read: Reader, configs: Iterable[str]) -> set[str]:
+    """In-image absolute paths that the given configuration files name (existing ones only).
+
+    Static analysis cannot see a web server's document root or a database's
+    data directory; its configuration names them (``root /var/www/html;``).
+    """
+    found: set[str] = set()
+    for p in configs:
+        e = index.get(p)
+        if e is None or e.type != "file" or e.size > CONFIG_LIMIT:
+            continue
+        try:
+            text = read(p).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for token in _PATH_TOKEN.findall(text):
+            path = normalize(token)
+            if index.resolve(path) is not None:
+                found.add(path)
+    return found
 
 
 def application_packages(packages: Sequence[Package], index: Index, entry_points: Iterable[str]) -> list[Package]:
@@ -137,6 +171,17 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
             for p in pkg.files:
                 if p in index and not p.startswith(DOC_PREFIXES):
                     b.add(p, f"package {pkg.name}")
+    if mode in ("combined", "static"):
+        scanned: set[str] = set()
+        while True:  # configuration files name more configuration (include lines): to a fixpoint
+            configs = {p for p in b.reasons if p.startswith("/etc/") and p not in scanned
+                       and index[p].type == "file" and p not in BASE_FILES}
+            if not configs:
+                break
+            scanned |= configs
+            for path in sorted(config_named_paths(index, read, configs)):
+                real = index.resolve(path) or path
+                b.add(path, "config", recursive=real not in GENERAL_DIRS and real.count("/") >= 3)
     if mode in ("combined", "dynamic"):
         for p in traced_files or ():
             # A path the app created (or failed to find) needs the directory it lives in.

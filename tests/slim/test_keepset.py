@@ -131,22 +131,28 @@ def test_accounts_named_by_kept_configs_survive_the_cut():
     assert names == ["root", "www-data"]     # "daemons" is not the account "daemon"
 
 
-def test_paths_named_by_kept_configs_are_kept_recursively_but_not_general_dirs():
+def test_paths_named_by_the_apps_configs_are_kept_recursively_but_not_general_dirs():
+    from trimcage.image.packages.interface import Package
+
     idx = make_index()
-    extra = [Entry("/etc/site.conf", REG, 0o644, size=60), Entry("/var/www/html", DIR, 0o755),
-             Entry("/var/www/html/index.html", REG, 0o644, size=5), Entry("/etc/more.conf", REG, 0o644, size=9)]
+    extra = [Entry("/etc/app", DIR, 0o755), Entry("/etc/app/site.conf", REG, 0o644, size=60),
+             Entry("/var/www/html", DIR, 0o755), Entry("/var/www/html/index.html", REG, 0o644, size=5),
+             Entry("/etc/app/more.conf", REG, 0o644, size=9), Entry("/etc/other.conf", REG, 0o644, size=9)]
     idx = Index({**{p: idx[p] for p in idx}, **{e.path: e for e in extra}})
     files = {"/etc/passwd": PASSWD, "/etc/group": GROUP,
-             "/etc/site.conf": b"root /var/www/html;\ninclude /etc/more.conf;\nbin /usr/bin;\n",
-             "/etc/more.conf": b"x /srv/app\n"}
+             "/etc/app/site.conf": b"root /var/www/html;\ninclude /etc/app/more.conf;\nbin /usr/bin;\n",
+             "/etc/app/more.conf": b"x /srv/app\n", "/etc/other.conf": b"y /var/www/html\n"}
 
     def read(path):
         if path not in files:
             raise FileNotFoundError(path)
         return files[path]
 
-    ks = compute_keepset(idx, read, {}, options=SlimOptions(mode="static"), static_files=["/etc/site.conf"])
+    pkgs = [Package("app", "1", "app", "amd64", "deb", ("/etc/app/site.conf", "/usr/sbin/nginx"))]
+    ks = compute_keepset(idx, read, {}, options=SlimOptions(mode="static"), static_files=["/usr/sbin/nginx"],
+                         packages=pkgs, entry_points=["/usr/sbin/nginx"])
     keep = set(ks.paths)
-    assert {"/var/www/html/index.html", "/etc/more.conf", "/srv/app/a.py", "/srv/app/pkg/b.py"} <= keep
+    assert {"/var/www/html/index.html", "/etc/app/more.conf", "/srv/app/a.py", "/srv/app/pkg/b.py"} <= keep
     assert "/usr/bin" in keep and "/usr/bin/su" not in keep      # a general dir is not kept whole
     assert ks.reasons["/var/www/html/index.html"] == "config"
+    assert "/etc/other.conf" not in keep                          # not the application's configuration

@@ -30,7 +30,10 @@ TZ_FILES = ("/etc/localtime", "/etc/timezone")
 SHELL = "/bin/sh"
 #: Files of the application's own packages that are never needed to run.
 DOC_PREFIXES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/lintian/",
-                "/usr/share/bug/", "/usr/share/doc-base/")
+                "/usr/share/bug/", "/usr/share/doc-base/",
+                # host service-manager integration, never used inside a container
+                "/etc/init.d/", "/etc/logrotate.d/", "/etc/cron.", "/etc/ufw/", "/etc/systemd/",
+                "/lib/systemd/", "/usr/lib/systemd/", "/etc/default/", "/usr/share/apport/")
 
 
 #: Directories too general to keep whole when a configuration names them.
@@ -167,21 +170,26 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
     if mode in ("combined", "static"):
         for p in static_files or ():
             b.add(p, "static")
-        for pkg in application_packages(packages, index, entry_points):
+        family = application_packages(packages, index, entry_points)
+        for pkg in family:
             for p in pkg.files:
                 if p in index and not p.startswith(DOC_PREFIXES):
                     b.add(p, f"package {pkg.name}")
     if mode in ("combined", "static"):
+        # the application's own configuration: /etc/<dir> of its packages (nginx: /etc/nginx/)
+        config_dirs = tuple(sorted({"/".join(p.split("/")[:3]) + "/" for pkg in family for p in pkg.files
+                                    if p.startswith("/etc/") and p.count("/") >= 3
+                                    and not p.startswith(DOC_PREFIXES)})) or ("/nonexistent/",)
         scanned: set[str] = set()
         while True:  # configuration files name more configuration (include lines): to a fixpoint
-            configs = {p for p in b.reasons if p.startswith("/etc/") and p not in scanned
-                       and index[p].type == "file" and p not in BASE_FILES}
+            configs = {p for p in b.reasons if p.startswith(config_dirs) and p not in scanned
+                       and index[p].type == "file"}
             if not configs:
                 break
             scanned |= configs
             for path in sorted(config_named_paths(index, read, configs)):
                 real = index.resolve(path) or path
-                b.add(path, "config", recursive=real not in GENERAL_DIRS and real.count("/") >= 3)
+                b.add(path, "config", recursive=real not in GENERAL_DIRS and real.count("/") >= 2)
     if mode in ("combined", "dynamic"):
         for p in traced_files or ():
             # A path the app created (or failed to find) needs the directory it lives in.

@@ -12,7 +12,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Iterable
 
-from trimcage.image.interface import DIR, Index
+from trimcage.image.interface import DIR, SYMLINK, Index
 from trimcage.image.packages.interface import Package
 
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -31,12 +31,21 @@ class Rewrite:
 
 
 def package_is_kept(pkg: Package, index: Index, kept: set[str]) -> bool:
-    """True when at least one non-directory file of ``pkg`` is kept."""
+    """True when at least one non-directory file of ``pkg`` is kept.
+
+    A symlink to a directory counts as a directory: usrmerge images have
+    ``/lib -> usr/lib``, which every package lists as its own ``/lib``.
+    """
     for f in pkg.files:
         if f in kept:
             e = index.get(f)
-            if e is not None and e.type != DIR:
-                return True
+            if e is None or e.type == DIR:
+                continue
+            if e.type == SYMLINK:
+                real = index.resolve(f)
+                if real is not None and index[real].type == DIR:
+                    continue
+            return True
     return False
 
 

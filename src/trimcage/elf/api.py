@@ -123,6 +123,9 @@ class _Objects:
                 self.cache.cache_put_json(CACHE_NS, self.digests[p], s)
 
 
+_PYTHON = re.compile(r"python3(\.\d+)?$")
+
+
 def analyze_root(root: Path, index: Mapping[str, Any], config: Mapping[str, Any],
                  options: AnalyzeOptions = AnalyzeOptions(), *, store: Any = None,
                  progress: Progress | None = None) -> Analysis:
@@ -145,6 +148,16 @@ def analyze_root(root: Path, index: Mapping[str, Any], config: Mapping[str, Any]
         _add_chain(fs, e.path, files)
     for s in finder.scripts:
         _add_chain(fs, s, files)
+    for e in finder.entries:
+        if _PYTHON.match(posixpath.basename(fs.resolve(e.path) or e.path)) and hasattr(index, "resolve"):
+            from trimcage.elf.scripts import python_closure
+
+            argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])] or [e.path]
+            sc = python_closure(Path(root), index, fs.resolve(e.path) or e.path, argv, env,
+                                cwd=config.get("WorkingDir") or "/", cache=cache)
+            files.update(sc.files)
+            notes.extend(f"python: {n}" for n in sc.notes[:20])
+            notes.extend(f"python: module {m} not found" for m in sc.unresolved)
     objs = _Objects(fs, cache, options)
     entries = [e.path for e in finder.entries]
     objs.load([fs.resolve(p) or p for p in entries], progress)

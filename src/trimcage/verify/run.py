@@ -22,7 +22,7 @@ from trimcage.verify.attacks import ATTACK_NAMES, parse_results, prober_path, pr
 from trimcage.verify.compare import compare, missing_files
 from trimcage.verify.interface import RunObservation, VerifyError, VerifyResult
 
-PROBER_MOUNT = "/.trimcage-prober"
+PROBER_MOUNT = "/.trimcage-prober"  # a file at the top: directories bwrap creates are root-only
 LOG_KEEP = 64 * 1024
 
 
@@ -88,15 +88,19 @@ def run_attacks(target: Target, run_opts: RunOptions, opts: VerifyOptions) -> li
             widened = Path(tmp) / "prober-seccomp.json"
             widened.write_text(json.dumps(prober_profile(profile)))
             seccomp = str(widened)
-        ropts = dataclasses.replace(run_opts, entrypoint=(f"{PROBER_MOUNT}/prober",), cmd=tuple(opts.attacks),
-                                    seccomp=seccomp, binds=((str(prober), f"{PROBER_MOUNT}/prober"),))
+        ropts = dataclasses.replace(run_opts, entrypoint=(PROBER_MOUNT,), cmd=tuple(opts.attacks),
+                                    seccomp=seccomp, binds=((str(prober), PROBER_MOUNT),))
         with start(target, ropts, capture=True) as c:
             if c.wait(120) is None:
                 c.stop()
                 raise VerifyError(f"{target.ref}: the attack battery did not finish within 120 s")
             text = c.output().decode("utf-8", "replace")
     lines = "\n".join(line for line in text.splitlines() if line.startswith("{"))
-    return [dataclasses.asdict(r) for r in parse_results(lines)]
+    results = [dataclasses.asdict(r) for r in parse_results(lines)]
+    if len(results) != len(opts.attacks):  # cannot vouch for what did not run: a failed check
+        results.append({"attack": "battery", "blocked": False, "errno": "",
+                        "detail": f"only {len(results)} of {len(opts.attacks)} attacks ran: {text.strip()[-200:]}"})
+    return results
 
 
 def verify(original: Target, slim: Target, opts: VerifyOptions) -> VerifyResult:

@@ -123,3 +123,10 @@ def test_non_root_user_private_workdir_and_tight_profile(tmp_path, tiny_root):
             "--seccomp", str(profile))
     assert cp.stdout == "uid=-1 gid=65534\n"      # the filter does apply to the entrypoint
     assert leftovers() == []
+
+
+def test_dev_shm_is_writable_for_every_user(tmp_path, tiny_root):
+    cfg = config_file(tmp_path, {"Entrypoint": ["/bin/t", "shm"], "User": "nobody"})
+    cp = tc("run", "--rootfs", str(tiny_root), "--image-config", cfg)
+    assert re.search(r"^shm=\d+ errno=0$", cp.stdout, re.M), cp.stdout + cp.stderr
+    assert leftovers() == []

@@ -231,6 +231,7 @@ class Embedded(Container):
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid",
                 "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", opts.hostname,
                 "--bind", str(run / "merged"), "/", "--proc", dest("/proc"), "--dev", dest("/dev"),
+                "--perms", "1777", "--tmpfs", "/dev/shm",  # as Docker: POSIX shared memory for everyone
                 "--ro-bind", "/sys", dest("/sys"), "--perms", "1777", "--tmpfs", dest("/tmp"),
                 "--perms", "0755", "--tmpfs", dest("/run")]
         for path, src in _etc_files(run, opts.hostname).items():

@@ -22,7 +22,7 @@ from trimcage.image.extract import rootfs
 from trimcage.image.flatten import flatten
 from trimcage.image.interface import Image, TransportOptions
 from trimcage.image.store import Store, open_store
-from trimcage.policy.builder import build_policy, socket_family_rule
+from trimcage.policy.builder import build_policy, combined_syscalls, socket_family_rule
 from trimcage.policy.capabilities import static_privileged_ops
 from trimcage.policy.interface import Policy, PolicyInputs
 from trimcage.policy.render import render_k8s, render_run_sh
@@ -203,7 +203,8 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
 
     observed = set((doc or {}).get("syscalls") or {})
     static_set = set(analysis.syscalls) if analysis else set()
-    syscalls = {"combined": static_set | observed, "static": static_set, "dynamic": observed}[opts.mode]
+    syscalls = {"combined": combined_syscalls(static_set, observed), "static": static_set,
+                "dynamic": observed}[opts.mode]
     inputs = PolicyInputs(
         syscalls=frozenset(syscalls),
         arguments=merge_arguments(analysis, (doc or {}).get("arguments"), opts.mode),

@@ -29,3 +29,11 @@ def test_static_mode_capabilities_follow_reachable_syscalls():
     assert minimal_capabilities(ops, "0:0") == ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE",
                                                 "CAP_SETGID"]
     assert minimal_capabilities(ops, "33:33") == []       # a non-root user gets none
+
+
+def test_combined_mode_needs_evidence_for_high_risk_syscalls():
+    from trimcage.policy.builder import combined_syscalls
+
+    static = {"read", "write", "add_key", "keyctl", "personality", "bind"}
+    assert combined_syscalls(static, {"read", "epoll_wait"}) == {"read", "write", "bind", "epoll_wait"}
+    assert "keyctl" in combined_syscalls(static, {"keyctl"})          # seen: allowed

@@ -15,6 +15,28 @@ TMPFS = ("/tmp", "/run")
 ADDRESS_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6
 
 
+#: Kernel interfaces that services almost never need and attackers reach for
+#: (the attack battery's targets and the entry points of many kernel CVEs). In
+#: combined mode they are allowed only when the trace saw them: static analysis
+#: finds them deep in libraries (libkeyutils' add_key behind Kerberos, glibc's
+#: personality) on paths the application does not take.
+HIGH_RISK_SYSCALLS = frozenset({
+    "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open", "userfaultfd",
+    "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "unshare", "setns", "mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount",
+    "fsconfig", "fspick", "mount_setattr", "personality", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "open_by_handle_at", "name_to_handle_at", "acct", "swapon", "swapoff",
+    "reboot", "syslog", "quotactl", "lookup_dcookie", "chroot", "iopl", "ioperm", "modify_ldt",
+    "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "uselib", "sysfs", "_sysctl",
+})
+
+
+def combined_syscalls(static: set[str] | frozenset[str], observed: set[str] | frozenset[str]) -> set[str]:
+    """``combined`` mode's allow-list: static ∪ observed, except that a
+    :data:`HIGH_RISK_SYSCALLS` member needs to have been observed."""
+    return (set(static) - (HIGH_RISK_SYSCALLS - set(observed))) | set(observed)
+
+
 def socket_family_rule(known: tuple[int, ...] | None, observed: tuple[int, ...] = ()) -> tuple[int, ...]:
     """Allowed ``socket``/``socketpair`` families: the constants found (``known``,
     None when some site computes the family) ∪ observed ∪, for computed

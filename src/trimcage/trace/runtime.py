@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Callable, IO, Any
 
 from trimcage.trace import bundle
 from trimcage.trace.static_tool import exec_helper_path
@@ -212,6 +212,24 @@ class Embedded(Container):
             self.close()
             raise
 
+    def _volumes(self, dest: Callable[[str], str]) -> list[str]:
+        """Writable copies of the image's VOLUME directories, as Docker's anonymous volumes
+        stay writable under ``--read-only``; the copies live and die with the run."""
+        args: list[str] = []
+        for i, vol in enumerate(sorted(self.target.config.get("Volumes") or {})):
+            inside = dest(vol)
+            src = os.path.join(self.target.rootfs, inside.lstrip("/"))
+            copy = self.run_dir / "volumes" / str(i)
+            copy.parent.mkdir(exist_ok=True)
+            if os.path.isdir(src) and not os.path.islink(src):
+                cp = subprocess.run(["cp", "-a", "--", src, str(copy)], capture_output=True, text=True)
+                if cp.returncode != 0:
+                    raise TraceError(f"{self.target.ref}: cannot copy volume {vol}: {cp.stderr.strip()}")
+            else:
+                copy.mkdir(mode=0o755)
+            args += ["--bind", str(copy), inside]
+        return args
+
     def _start(self, capture: bool, seccomp_bpf: bytes | None) -> None:
         run, proc, opts = self.run_dir, self.process, self.opts
         for d in ("rw", "merged", "out"):
@@ -249,6 +267,7 @@ class Embedded(Container):
         if not os.path.isdir(os.path.join(root, cwd.lstrip("/"))):
             args += ["--dir", cwd]
         if opts.read_only:
+            args += self._volumes(dest)
             args += ["--remount-ro", "/"]
         caps = list(proc.caps)
         if opts.trace and "CAP_SYS_PTRACE" not in caps:

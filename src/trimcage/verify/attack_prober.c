@@ -85,13 +85,27 @@ static void by_result(long r, const char *what) {
 }
 
 static void attack_ptrace(void) {
-    long r = ptrace(PTRACE_TRACEME, 0, NULL, NULL);
-    int e1 = r < 0 ? errno : 0;
-    long r2 = ptrace(PTRACE_ATTACH, 1, NULL, NULL);
+    /* TRACEME in a process that exits at once, so nothing here is left traced. */
+    pid_t me = fork();
+    if (me == 0) _exit(ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0 ? (errno & 0xff) : 0);
+    int st = 0;
+    if (me < 0 || waitpid(me, &st, 0) < 0) st = 0;
+    int e1 = me < 0 ? errno : (WIFEXITED(st) ? WEXITSTATUS(st) : 0);
+    long r = e1 ? -1 : 0;
+    /* Attach to a process of our own, never to pid 1: under an engine without an
+     * init, pid 1 is the prober itself and a stray SIGSTOP would freeze it. */
+    pid_t victim = fork();
+    if (victim == 0) {
+        for (;;) pause();
+    }
+    long r2 = victim > 0 ? ptrace(PTRACE_ATTACH, victim, NULL, NULL) : -1;
     int e2 = r2 < 0 ? errno : 0;
-    if (r2 == 0) ptrace(PTRACE_DETACH, 1, NULL, NULL);
-    if (r < 0 && r2 < 0) verdict(1, e1, "PTRACE_TRACEME failed (errno %d), PTRACE_ATTACH 1 failed (errno %d)", e1, e2);
-    verdict(0, r < 0 ? e2 : 0, "PTRACE_TRACEME %s, PTRACE_ATTACH 1 %s", r < 0 ? "failed" : "succeeded",
+    if (victim > 0) {
+        kill(victim, SIGKILL);
+        waitpid(victim, NULL, 0);
+    }
+    if (r < 0 && r2 < 0) verdict(1, e1, "PTRACE_TRACEME failed (errno %d), PTRACE_ATTACH failed (errno %d)", e1, e2);
+    verdict(0, r < 0 ? e2 : 0, "PTRACE_TRACEME %s, PTRACE_ATTACH %s", r < 0 ? "failed" : "succeeded",
             r2 < 0 ? "failed" : "succeeded");
 }
 

@@ -94,16 +94,24 @@ static void attack_ptrace(void) {
     long r = e1 ? -1 : 0;
     /* Attach to a process of our own, never to pid 1: under an engine without an
      * init, pid 1 is the prober itself and a stray SIGSTOP would freeze it. */
+    int hold[2];
+    if (pipe(hold) < 0) verdict(1, errno, "pipe failed");
     pid_t victim = fork();
-    if (victim == 0) {
-        for (;;) pause();
+    if (victim == 0) {  /* waits until the pipe closes: needs no syscall a profile may deny */
+        char c;
+        close(hold[1]);
+        while (read(hold[0], &c, 1) < 0 && errno == EINTR) {}
+        _exit(0);
     }
+    close(hold[0]);
     long r2 = victim > 0 ? ptrace(PTRACE_ATTACH, victim, NULL, NULL) : -1;
     int e2 = r2 < 0 ? errno : 0;
-    if (victim > 0) {
-        kill(victim, SIGKILL);
+    if (r2 == 0) {  /* attached: collect the attach stop, then let go */
         waitpid(victim, NULL, 0);
+        ptrace(PTRACE_DETACH, victim, NULL, NULL);
     }
+    close(hold[1]);
+    if (victim > 0) waitpid(victim, NULL, 0);
     if (r < 0 && r2 < 0) verdict(1, e1, "PTRACE_TRACEME failed (errno %d), PTRACE_ATTACH failed (errno %d)", e1, e2);
     verdict(0, r < 0 ? e2 : 0, "PTRACE_TRACEME %s, PTRACE_ATTACH %s", r < 0 ? "failed" : "succeeded",
             r2 < 0 ? "failed" : "succeeded");

@@ -51,7 +51,15 @@ def built(tmp_path_factory):
 
 
 def _explain(cp) -> str:
-    return f"exit {cp.returncode}\nstdout:\n{cp.stdout[-4000:]}\nstderr:\n{cp.stderr[-4000:]}"
+    out = cp.stdout
+    try:  # --json verdicts: show what differed and which attacks stayed open
+        v = json.loads(out)
+        out = json.dumps({"differences": v.get("differences"), "missing": v.get("missing_files"),
+                          "open": [a for a in v.get("attacks", []) if not a.get("blocked")],
+                          "slim_log": (v.get("slim") or {}).get("log_tail", "")[-1500:]}, indent=1)
+    except ValueError:
+        out = out[:2000] + ("\n...\n" + out[-3000:] if len(out) > 5000 else out[2000:])
+    return f"exit {cp.returncode}\nstdout:\n{out}\nstderr:\n{cp.stderr[-3000:]}"
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -64,7 +72,10 @@ def test_combined_build_verifies_under_embedded_runtime(built, name):
     assert verdict["equivalent"] and verdict["attacks_blocked"], verdict["differences"]
     assert len(verdict["attacks"]) >= 20
     report = json.loads((out / "report.json").read_text())
-    assert report["image"]["after"]["bytes"] < report["image"]["before"]["bytes"]
+    assert report["image"]["after"]["bytes"] <= report["image"]["before"]["bytes"]
+    assert report["image"]["after"]["files"] <= report["image"]["before"]["files"]
+    if sample.meta.get("kind") == "service":  # a Debian service image always loses most of itself
+        assert report["image"]["after"]["bytes"] < report["image"]["before"]["bytes"] / 2
 
 
 @pytest.mark.docker
@@ -83,11 +94,14 @@ def test_slim_image_verifies_under_engine(built, cli, tmp_path, name, runtime):
 
 @pytest.mark.parametrize("name", SAMPLES)
 def test_static_mode_image_still_passes_its_probe(built, name):
+    """Static mode is the sound mode: its image must work. Its profile allows everything
+    reachable, so an attack may stay open (then build exits 3, and says so)."""
     sample, out, cp = built(name, "static")
-    assert cp.returncode == 0, _explain(cp)
+    assert cp.returncode in (0, 3) and (out / "verify.json").is_file(), _explain(cp)
     verdict = json.loads((out / "verify.json").read_text())
-    assert verdict["equivalent"], verdict["differences"]
+    assert verdict["equivalent"], (verdict["differences"], verdict["slim"]["log_tail"][-1500:])
     assert all(p["ok"] for p in verdict["slim"]["probes"])
+    assert (cp.returncode == 0) == verdict["attacks_blocked"]
 
 
 def test_nginx_slim_is_small_and_has_no_shell_package_manager_or_setuid(built, cli):

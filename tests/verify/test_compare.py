@@ -44,3 +44,9 @@ def test_denied_lines_only_new_ones_count():
     assert denied_lines(log) == ["socket: Operation not permitted"]
     assert compare(obs(log=log), obs(log=log)) == []
     assert compare(obs(), obs(log=log))[0].what == "denied"
+
+
+def test_denied_lines_differing_only_in_times_and_pids_are_the_same():
+    a = "1:M 03 Dec 2026 18:41:05.545 # Server can't set maximum open files: Operation not permitted\n"
+    b = "1:M 03 Dec 2026 18:41:06.299 # Server can't set maximum open files: Operation not permitted\n"
+    assert compare(obs(log=a), obs(log=b)) == []

@@ -180,9 +180,15 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
         config_dirs = tuple(sorted({"/".join(p.split("/")[:3]) + "/" for pkg in family for p in pkg.files
                                     if p.startswith("/etc/") and p.count("/") >= 3
                                     and not p.startswith(DOC_PREFIXES)})) or ("/nonexistent/",)
+        # paths the command line names (postgres -c config_file=/etc/postgresql/15/main/postgresql.conf)
+        argv = [str(a) for a in (config.get("Entrypoint") or []) + (config.get("Cmd") or [])]
+        named = {normalize(t) for a in argv for t in _PATH_TOKEN.findall(a) if index.resolve(normalize(t))}
+        for path in sorted(named):
+            real = index.resolve(path) or path
+            b.add(path, "argv", recursive=real not in GENERAL_DIRS and real.count("/") >= 2)
         scanned: set[str] = set()
         while True:  # configuration files name more configuration (include lines): to a fixpoint
-            configs = {p for p in b.reasons if p.startswith(config_dirs) and p not in scanned
+            configs = {p for p in b.reasons if (p.startswith(config_dirs) or p in named) and p not in scanned
                        and index[p].type == "file"}
             if not configs:
                 break

@@ -37,11 +37,12 @@ class Attack:
     name: str
     description: str
     blocked_by: str
+    path: str = ""  # exec attacks: the program they try to run
 
 
 def _exec(name: str, path: str, extra: str = "") -> Attack:
     return Attack(f"exec_{name}", f"execute {path}{extra}",
-                  "the slim image no longer holds the binary (ENOENT)")
+                  "the slim image no longer holds the binary (ENOENT)", path)
 
 
 ATTACKS: tuple[Attack, ...] = (

@@ -38,6 +38,11 @@ def denied_lines(log: str) -> list[str]:
     return [line.strip() for line in log.splitlines() if any(p.search(line) for p in DENIED_PATTERNS)]
 
 
+def _shape(line: str) -> str:
+    """A log line without what changes from run to run (times, pids, counters)."""
+    return re.sub(r"\d+", "#", line)
+
+
 def _probe_name(p: dict) -> str:
     probe = p.get("probe") or {}
     return ", ".join(f"{k} {v}" for k, v in probe.items() if k in ("http", "https", "tcp", "cmd", "exec")) or "probe"
@@ -77,7 +82,8 @@ def compare(original: RunObservation, slim: RunObservation,
     new_missing = [f for f in missing_files(slim.log) if f not in missing_files(original.log) and f not in ignore]
     for f in new_missing:
         diffs.append(Difference("missing", f"slim run cannot find {f}"))
-    new_denied = [line for line in denied_lines(slim.log) if line not in denied_lines(original.log)]
+    before = {_shape(line) for line in denied_lines(original.log)}
+    new_denied = [line for line in denied_lines(slim.log) if _shape(line) not in before]
     for line in new_denied[:5]:
         diffs.append(Difference("denied", line[:300]))
     return diffs

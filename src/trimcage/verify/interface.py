@@ -64,6 +64,8 @@ class VerifyResult:
     slim: RunObservation
     runtime: str = "embedded"
     timings: Mapping[str, float] = field(default_factory=dict)
+    skipped_attacks: tuple[str, ...] = ()
+    """Exec attacks not run because their program is the application's own entrypoint."""
 
     @property
     def attacks_blocked(self) -> bool:
@@ -81,4 +83,5 @@ class VerifyResult:
         return {"ok": self.ok, "equivalent": self.equivalent, "attacks_blocked": self.attacks_blocked,
                 "differences": [d.to_json() for d in self.differences], "attacks": list(self.attacks),
                 "missing_files": list(self.missing_files), "original": self.original.to_json(),
-                "slim": self.slim.to_json(), "runtime": self.runtime, "timings": dict(self.timings)}
+                "slim": self.slim.to_json(), "runtime": self.runtime, "timings": dict(self.timings),
+                "skipped_attacks": list(self.skipped_attacks)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import posixpath
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +19,9 @@ from trimcage.trace.interface import Probe, RunOptions, Target
 from trimcage.trace.probes import NetNS, default_probes, wait_ready
 from trimcage.trace.runtime import start
 from trimcage.util import sha256_bytes
-from trimcage.verify.attacks import ATTACK_NAMES, parse_results, prober_path, prober_profile
+from trimcage.trace.config import process_for
+from trimcage.trace.resolve import walk_in_root
+from trimcage.verify.attacks import ATTACK_NAMES, ATTACKS, parse_results, prober_path, prober_profile
 from trimcage.verify.compare import compare, missing_files
 from trimcage.verify.interface import RunObservation, VerifyError, VerifyResult
 
@@ -78,6 +81,19 @@ def observe(target: Target, run_opts: RunOptions, probes: Sequence[Probe], opts:
         return RunObservation((), False, None, "", str(e)), tuple(probes)
 
 
+def own_program_attacks(target: Target, names: Sequence[str]) -> list[str]:
+    """Exec attacks whose program is the application's own entrypoint (python3 for a
+    Python app): running it is what the image is for, not an attack."""
+    proc = process_for(target, RunOptions())
+    exe = proc.argv[0]
+    path_dirs = next((e.split("=", 1)[1] for e in proc.env if e.startswith("PATH=")), "/usr/bin:/bin").split(":")
+    cands = [exe] if "/" in exe else [posixpath.join(d or "/", exe) for d in path_dirs]
+    real = next((r for c in cands if (r := walk_in_root(target.rootfs, c)) is not None), None)
+    by_name = {a.name: a for a in ATTACKS}
+    return [n for n in names if real and by_name.get(n) and by_name[n].path
+            and walk_in_root(target.rootfs, by_name[n].path) == real]
+
+
 def run_attacks(target: Target, run_opts: RunOptions, opts: VerifyOptions) -> list[dict[str, Any]]:
     """Run the attack battery inside ``target`` under the slim policy; one dict per attack."""
     prober = prober_path()
@@ -122,13 +138,15 @@ def verify(original: Target, slim: Target, opts: VerifyOptions) -> VerifyResult:
     t = time.monotonic()
     if not opts.read_only:  # the policy leaves the root writable (the app writes there): not an attack
         opts = dataclasses.replace(opts, attacks=tuple(a for a in opts.attacks if a != "write_root"))
+    skipped = own_program_attacks(slim, opts.attacks)
+    opts = dataclasses.replace(opts, attacks=tuple(a for a in opts.attacks if a not in skipped))
     attacks = run_attacks(slim, policy, opts) if not after.error else []
     timings["attacks_s"] = round(time.monotonic() - t, 3)
     missing = [f for f in missing_files(after.log + "\n" + (after.error or ""))
                if f not in missing_files(before.log)]
     return VerifyResult(equivalent=not diffs, differences=tuple(diffs), attacks=tuple(attacks),
                         missing_files=tuple(missing), original=before, slim=after, runtime=opts.runtime,
-                        timings=timings)
+                        timings=timings, skipped_attacks=tuple(skipped))
 
 
 def summary_rows(result: VerifyResult) -> list[tuple[str, str, str]]:
@@ -146,4 +164,6 @@ def summary_rows(result: VerifyResult) -> list[tuple[str, str, str]]:
     for at in result.attacks:
         rows.append((f"attack {at['attack']}", "blocked" if at["blocked"] else "OPEN",
                      f"{at.get('errno') or ''} {at.get('detail') or ''}".strip()))
+    for name in result.skipped_attacks:
+        rows.append((f"attack {name}", "skipped", "its program is the application's own entrypoint"))
     return rows

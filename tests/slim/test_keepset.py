@@ -156,3 +156,22 @@ def test_paths_named_by_the_apps_configs_are_kept_recursively_but_not_general_di
     assert "/usr/bin" in keep and "/usr/bin/su" not in keep      # a general dir is not kept whole
     assert ks.reasons["/var/www/html/index.html"] == "config"
     assert "/etc/other.conf" not in keep                          # not the application's configuration
+
+
+def test_command_line_paths_and_their_config_dirs_are_kept():
+    idx = make_index()
+    extra = [Entry("/etc/db", DIR, 0o755), Entry("/etc/db/main", DIR, 0o755),
+             Entry("/etc/db/main/db.conf", REG, 0o644, size=30), Entry("/etc/db/main/conf.d", DIR, 0o755),
+             Entry("/etc/db/main/conf.d/extra.conf", REG, 0o644, size=9)]
+    idx = Index({**{p: idx[p] for p in idx}, **{e.path: e for e in extra}})
+    files = {"/etc/passwd": PASSWD, "/etc/group": GROUP, "/etc/db/main/db.conf": b"include_dir 'conf.d'\n",
+             "/etc/db/main/conf.d/extra.conf": b"x /srv/app\n"}
+
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    cfg = {"Entrypoint": ["/usr/sbin/nginx"], "Cmd": ["-c", "config_file=/etc/db/main/db.conf"]}
+    ks = compute_keepset(idx, read, cfg, options=SlimOptions(mode="static"), static_files=["/usr/sbin/nginx"])
+    assert {"/etc/db/main/db.conf", "/etc/db/main/conf.d/extra.conf", "/srv/app/a.py"} <= set(ks.paths)

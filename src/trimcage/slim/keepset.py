@@ -186,6 +186,10 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
         for path in sorted(named):
             real = index.resolve(path) or path
             b.add(path, "argv", recursive=real not in GENERAL_DIRS and real.count("/") >= 2)
+            parent = posixpath.dirname(real)  # a named config file: its directory holds its relative includes
+            if real.startswith("/etc/") and index[real].type == "file" and parent not in GENERAL_DIRS:
+                b.add(parent, "argv", recursive=True)
+                named |= {p for p in index if p.startswith(parent + "/")}
         scanned: set[str] = set()
         while True:  # configuration files name more configuration (include lines): to a fixpoint
             configs = {p for p in b.reasons if (p.startswith(config_dirs) or p in named) and p not in scanned

@@ -175,3 +175,24 @@ def test_command_line_paths_and_their_config_dirs_are_kept():
     cfg = {"Entrypoint": ["/usr/sbin/nginx"], "Cmd": ["-c", "config_file=/etc/db/main/db.conf"]}
     ks = compute_keepset(idx, read, cfg, options=SlimOptions(mode="static"), static_files=["/usr/sbin/nginx"])
     assert {"/etc/db/main/db.conf", "/etc/db/main/conf.d/extra.conf", "/srv/app/a.py"} <= set(ks.paths)
+
+
+def test_paths_compiled_into_the_entry_program_are_kept():
+    from trimcage.slim.keepset import binary_named_paths
+
+    idx = make_index()
+    extra = [Entry("/var/lib", DIR, 0o755), Entry("/var/lib/app", DIR, 0o755),
+             Entry("/var/lib/app/state", REG, 0o644, size=1)]
+    idx = Index({**{p: idx[p] for p in idx}, **{e.path: e for e in extra}})
+    blob = b"\x7fELF....\x00/var/lib/app\x00/etc/nginx/missing.conf\x00not/a/path\x00/usr/sbin/nginx\x00"
+    files = {"/usr/sbin/nginx": blob, "/etc/passwd": PASSWD, "/etc/group": GROUP}
+
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    assert binary_named_paths(idx, read, ["/usr/sbin/nginx"]) == {"/var/lib/app", "/usr/sbin/nginx"}
+    ks = compute_keepset(idx, read, {}, options=SlimOptions(mode="static"), static_files=["/usr/sbin/nginx"],
+                         entry_points=["/usr/sbin/nginx"])
+    assert "/var/lib/app/state" in ks.paths

@@ -47,6 +47,33 @@ _PATH_TOKEN = re.compile(r"(?<![\w.$~-])(/[\w.@%+=,:-]+(?:/[\w.@%+=,:-]+)*/?)")
 CONFIG_LIMIT = 1 << 20
 
 
+_BINARY_PATH = re.compile(rb"(?<![\w./-])(/(?:etc|usr|var|opt|srv)/[\w.+@-]+(?:/[\w.+@-]+)*)\x00")
+#: The C.UTF-8 locale every glibc image may be started with (LANG, lc_* settings).
+LOCALE_DIRS = ("/usr/lib/locale/C.utf8", "/usr/lib/locale/C.UTF-8")
+
+
+def binary_named_paths(index: Index, read: Reader, programs: Iterable[str], limit: int = 64 << 20) -> set[str]:
+    """Existing in-image paths that the programs hold as NUL-terminated string constants.
+
+    Compiled-in defaults (nginx's ``/var/lib/nginx/body``, postgres'
+    ``/usr/share/zoneinfo``) are read at run time; static mode must keep them.
+    """
+    found: set[str] = set()
+    for prog in programs:
+        real = index.resolve(prog)
+        if real is None or index[real].type != "file" or index[real].size > limit:
+            continue
+        try:
+            data = read(real)
+        except OSError:
+            continue
+        for m in _BINARY_PATH.finditer(data):
+            path = normalize(m.group(1).decode("utf-8", "replace"))
+            if index.resolve(path) is not None:
+                found.add(path)
+    return found
+
+
 def config_named_paths(index: Index, read: Reader, configs: Iterable[str]) -> set[str]:
     """In-image absolute paths that the given configuration files name (existing ones only).
 
@@ -180,6 +207,9 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
         config_dirs = tuple(sorted({"/".join(p.split("/")[:3]) + "/" for pkg in family for p in pkg.files
                                     if p.startswith("/etc/") and p.count("/") >= 3
                                     and not p.startswith(DOC_PREFIXES)})) or ("/nonexistent/",)
+        for path in sorted(binary_named_paths(index, read, entry_points)):
+            real = index.resolve(path) or path
+            b.add(path, "binary", recursive=real not in GENERAL_DIRS and real.count("/") >= 3)
         # paths the command line names (postgres -c config_file=/etc/postgresql/15/main/postgresql.conf)
         argv = [str(a) for a in (config.get("Entrypoint") or []) + (config.get("Cmd") or [])]
         named = {normalize(t) for a in argv for t in _PATH_TOKEN.findall(a) if index.resolve(normalize(t))}
@@ -212,6 +242,8 @@ def compute_keepset(index: Index, read: Reader, config: Mapping, *, options: Sli
         b.add(SHELL, "keep-shell")
     for p in BASE_FILES:
         b.add(p, "base")
+    for p in LOCALE_DIRS:
+        b.add(p, "locale", recursive=True)
     kept_names = {posixpath.basename(p) for p in b.reasons}
     if any(n.startswith(lib) for n in kept_names for lib in TLS_LIBS):
         for p in TLS_FILES:

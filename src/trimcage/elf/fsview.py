@@ -15,7 +15,7 @@ from typing import Mapping
 
 from trimcage.elf.interface import ElfError
 from trimcage.image.interface import DIR, HARDLINK, REG, SYMLINK, Entry, Index
-from trimcage.image.paths import normalize
+from trimcage.image.paths import normalize, resolve_chain
 
 
 def scan_directory(root: Path) -> Index:
@@ -57,30 +57,7 @@ class FsView:
 
         The symlinks are absolute in-image paths, in the order followed.
         """
-        todo = [p for p in path.split("/") if p not in ("", ".")]
-        todo.reverse()
-        cur = "/"
-        links: list[str] = []
-        while todo:
-            part = todo.pop()
-            if part == "..":
-                cur = posixpath.dirname(cur) if cur != "/" else "/"
-                continue
-            nxt = posixpath.join(cur, part)
-            e = self.index.get(nxt)
-            if e is None:
-                return None, links
-            if e.type == SYMLINK:
-                links.append(nxt)
-                if len(links) > 40:
-                    return None, links
-                target = e.link or ""
-                if target.startswith("/"):
-                    cur = "/"
-                todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
-                continue
-            cur = nxt
-        return cur, links
+        return resolve_chain(self.index, path)
 
     def resolve(self, path: str) -> str | None:
         return self.resolve_chain(path)[0]

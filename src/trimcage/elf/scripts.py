@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from trimcage.image.interface import DIR, HARDLINK, REG, SYMLINK, Entry, ImageError
-from trimcage.image.paths import normalize
+from trimcage.image.paths import normalize, resolve_chain
 from trimcage.image.writer import open_beneath
 
 #: Standard-library packages kept whole once any part of them is imported.
@@ -134,31 +134,7 @@ class _Tree:
 
     def chain(self, path: str) -> tuple[str | None, list[str]]:
         """(resolved path or None, symlinks passed in order); ``..`` clamped at ``/``."""
-        todo = [p for p in normalize(path).split("/") if p]
-        todo.reverse()
-        cur, links = "/", []
-        while todo:
-            part = todo.pop()
-            if part == "..":
-                cur = posixpath.dirname(cur)
-                continue
-            nxt = posixpath.join(cur, part)
-            e = self.index.get(nxt)
-            if e is None:
-                return None, links
-            if e.type == SYMLINK:
-                links.append(nxt)
-                if len(links) > 40:
-                    return None, links
-                target = e.link or ""
-                if target.startswith("/"):
-                    cur = "/"
-                todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
-                continue
-            if todo and e.type != DIR:
-                return None, links
-            cur = nxt
-        return cur, links
+        return resolve_chain(self.index, normalize(path))
 
     def kind(self, path: str) -> str | None:
         """REG, DIR, ... of the resolved ``path``; None if it does not resolve."""

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from trimcage.elf.arch import STRUCT_ARGS, TRACKED_ARGS, X86_64
+from trimcage.elf.arch import STRUCT_ARGS, TRACKED_ARGS
 from trimcage.elf.closure import (LibrarySearch, gconv_modules, nginx_modules, nss_modules,
                                   python_modules)
 from trimcage.elf.entry import find_entry_points

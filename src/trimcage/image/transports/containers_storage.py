@@ -10,27 +10,11 @@ registry host are Podman's (``localhost/NAME`` after a load). An image ID
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import shutil
 import subprocess
-import tempfile
 
-from trimcage.image.interface import (
-    Image,
-    ImageReference,
-    StoreLike,
-    Transport,
-    TransportError,
-    TransportOptions,
-)
-from trimcage.image.transports.docker_daemon import (
-    archive_read,
-    archive_write,
-    daemon_name,
-    format_daemon_reference,
-    parse_daemon_reference,
-)
+from trimcage.image.interface import TransportError
+from trimcage.image.transports.docker_daemon import LocalEngineTransport
 
 PODMAN_TIMEOUT = 1800
 
@@ -56,38 +40,16 @@ def run_podman(args: list[str], what: str) -> str:
     return cp.stdout
 
 
-class ContainersStorageTransport(Transport):
+class ContainersStorageTransport(LocalEngineTransport):
     """``containers-storage:`` — see the module docstring."""
 
     name = "containers-storage"
 
-    def parse(self, rest: str) -> ImageReference:
-        return parse_daemon_reference(self.name, rest)
+    def save(self, name: str, archive: str, where: str) -> None:
+        run_podman(["save", "--quiet", "--format", "docker-archive", "-o", archive, name], where)
 
-    def format(self, ref: ImageReference) -> str:
-        return format_daemon_reference(ref)
-
-    def read(self, ref: ImageReference, store: StoreLike, opts: TransportOptions) -> Image:
-        name = daemon_name(ref)
-        where = f"containers-storage:{name}"
-        with tempfile.TemporaryDirectory(prefix="trimcage-podman-") as tmp:
-            archive = os.path.join(tmp, "image.tar")
-            run_podman(["save", "--quiet", "--format", "docker-archive", "-o", archive, name], where)
-            image = archive_read(archive, store, opts, where)
-        if ref.name is not None:
-            image = dataclasses.replace(image, name=name)
-        return image
-
-    def write(self, ref: ImageReference, image: Image, store: StoreLike, opts: TransportOptions) -> str:
-        if ref.name is None:
-            raise TransportError(f"containers-storage:{ref.digest}: cannot write to an image ID; give NAME:TAG")
-        name = daemon_name(ref)
-        where = f"containers-storage:{name}"
-        with tempfile.TemporaryDirectory(prefix="trimcage-podman-") as tmp:
-            archive = os.path.join(tmp, "image.tar")
-            digest = archive_write(archive, name, image, store, opts)
-            run_podman(["load", "--quiet", "-i", archive], where)
-        return digest
+    def load(self, archive: str, where: str) -> None:
+        run_podman(["load", "--quiet", "-i", archive], where)
 
 
 TRANSPORT = ContainersStorageTransport()

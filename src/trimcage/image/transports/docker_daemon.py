@@ -12,6 +12,7 @@ written. The tag defaults to ``latest``.
 from __future__ import annotations
 
 import http.client
+import dataclasses
 import json
 import os
 import socket
@@ -187,10 +188,19 @@ def archive_write(path: str, name: str, image: Image, store: StoreLike, opts: Tr
     return t.write(ImageReference("docker-archive", path=path, name=repo, tag=tag), image, store, opts)
 
 
-class DockerDaemonTransport(Transport):
-    """``docker-daemon:`` — see the module docstring."""
+class LocalEngineTransport(Transport):
+    """A local engine's image store, reached through ``docker save``-format archives.
 
-    name = "docker-daemon"
+    Subclasses say how an engine saves an image to a docker-archive file
+    (:meth:`save`) and loads one (:meth:`load`); reading and writing are
+    the docker-archive transport's, so there is one parser for all engines.
+    """
+
+    def save(self, name: str, archive: str, where: str) -> None:
+        raise NotImplementedError
+
+    def load(self, archive: str, where: str) -> None:
+        raise NotImplementedError
 
     def parse(self, rest: str) -> ImageReference:
         return parse_daemon_reference(self.name, rest)
@@ -200,28 +210,37 @@ class DockerDaemonTransport(Transport):
 
     def read(self, ref: ImageReference, store: StoreLike, opts: TransportOptions) -> Image:
         name = daemon_name(ref)
-        where = f"docker-daemon:{name}"
-        client = DockerClient()
-        with tempfile.TemporaryDirectory(prefix="trimcage-docker-") as tmp:
+        where = f"{self.name}:{name}"
+        with tempfile.TemporaryDirectory(prefix="trimcage-engine-") as tmp:
             archive = os.path.join(tmp, "image.tar")
-            client.save(name, archive, where)
+            self.save(name, archive, where)
             image = archive_read(archive, store, opts, where)
         if ref.name is not None:
-            import dataclasses
-
             image = dataclasses.replace(image, name=name)
         return image
 
     def write(self, ref: ImageReference, image: Image, store: StoreLike, opts: TransportOptions) -> str:
         if ref.name is None:
-            raise TransportError(f"docker-daemon:{ref.digest}: cannot write to an image ID; give NAME:TAG")
+            raise TransportError(f"{self.name}:{ref.digest}: cannot write to an image ID; give NAME:TAG")
         name = daemon_name(ref)
-        where = f"docker-daemon:{name}"
-        with tempfile.TemporaryDirectory(prefix="trimcage-docker-") as tmp:
+        where = f"{self.name}:{name}"
+        with tempfile.TemporaryDirectory(prefix="trimcage-engine-") as tmp:
             archive = os.path.join(tmp, "image.tar")
             digest = archive_write(archive, name, image, store, opts)
-            DockerClient().load(archive, where)
+            self.load(archive, where)
         return digest
+
+
+class DockerDaemonTransport(LocalEngineTransport):
+    """``docker-daemon:`` — see the module docstring."""
+
+    name = "docker-daemon"
+
+    def save(self, name: str, archive: str, where: str) -> None:
+        DockerClient().save(name, archive, where)
+
+    def load(self, archive: str, where: str) -> None:
+        DockerClient().load(archive, where)
 
 
 TRANSPORT = DockerDaemonTransport()

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from trimcage.elf.syscalls_x86_64 import SYSCALLS_X86_64
 from trimcage.policy.interface import PolicyError
 
 X86_64 = "SCMP_ARCH_X86_64"
@@ -69,31 +70,10 @@ SETID_BITS = 0o6000
 # --- the x86-64 syscall table -------------------------------------------------
 
 
-def parse_syscall_table(text: str) -> dict[str, int]:
-    """Parse ``syscalls_x86_64.tsv`` (``#`` comments, a header, ``number<TAB>name``).
-
-    Return name -> number in file order; raise PolicyError on a malformed line.
-    """
-    table: dict[str, int] = {}
-    header_seen = False
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        if not header_seen:
-            header_seen = True
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2 or not parts[0].isdigit() or not parts[1]:
-            raise PolicyError(f"syscall table line {lineno}: malformed: {line!r}")
-        table[parts[1]] = int(parts[0])
-    return table
-
-
 @lru_cache(maxsize=1)
 def syscall_table() -> dict[str, int]:
-    """The x86-64 syscall names and numbers (Linux 6.1 UAPI, 362 entries)."""
-    text = resources.files("trimcage.policy").joinpath("syscalls_x86_64.tsv").read_text()
-    return parse_syscall_table(text)
+    """The x86-64 syscall names and numbers (Linux 6.1 UAPI, 362 entries): the elf stage's table."""
+    return {name: nr for nr, name in sorted(SYSCALLS_X86_64.items())}
 
 
 def all_syscalls() -> frozenset[str]:

@@ -143,14 +143,6 @@ def run_as(doc: Mapping[str, Any] | None, index, root: Path, config: Mapping[str
     return f"{uid}:{gid if gid is not None else uid}"
 
 
-def stats(index, packages: int, files: int | None = None, size: int | None = None) -> ImageStats:
-    if files is None or size is None:
-        entries = list(index.iter_entries())
-        files = sum(e.type != "dir" for e in entries)
-        size = sum(e.size for e in entries if e.type == "file")
-    return ImageStats(bytes=size, files=files, packages=packages)
-
-
 def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store | None = None) -> BuildResult:
     """Run the whole job on ``ref``; write ``opts.output``; return what was made.
 
@@ -246,8 +238,8 @@ def build(ref: str, opts: BuildOptions, say: Say = lambda s: None, store: Store 
             per_mode["static"] = len(static_set)
         if doc is not None:
             per_mode["observed"] = len(observed)
-        report = make_report(name, stats(index, len(slim.packages.before), slim.files_before, slim.bytes_before),
-                             stats(index, len(slim.packages.kept), slim.files_after, slim.bytes_after),
+        report = make_report(name, ImageStats(slim.bytes_before, slim.files_before, len(slim.packages.before)),
+                             ImageStats(slim.bytes_after, slim.files_after, len(slim.packages.kept)),
                              policy, packages_removed=slim.packages.removed, syscalls_per_mode=per_mode,
                              timings=timings, attacks=result.attacks if result else ())
         write_report(report, tmp / "report.json")
